@@ -1,0 +1,30 @@
+"""torchseg-metrics: exact, fast, device-first segmentation metrics for PyTorch.
+
+Semantic (confusion-matrix) metrics, COCO-exact instance mask/box AP and panopticapi-exact
+panoptic quality, as ``torchmetrics.Metric`` classes with functional forms in
+:mod:`torchseg_metrics.functional`.
+"""
+
+from torchseg_metrics.flatten import flatten_for_logging
+from torchseg_metrics.semantic import (
+    ConfusionMatrix,
+    DiceScore,
+    FrequencyWeightedIoU,
+    MeanAccuracy,
+    MeanIoU,
+    PixelAccuracy,
+    SemanticMetrics,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfusionMatrix",
+    "DiceScore",
+    "FrequencyWeightedIoU",
+    "MeanAccuracy",
+    "MeanIoU",
+    "PixelAccuracy",
+    "SemanticMetrics",
+    "flatten_for_logging",
+]

@@ -1,0 +1,143 @@
+"""Confusion-matrix statistic: the one update kernel behind every semantic metric.
+
+The statistic is a ``(C, C + 1)`` int64 matrix, rows = target class, columns = predicted class,
+and a last column counting valid pixels whose prediction lies outside ``[0, C)`` (a miss of the
+target class: it lowers that class's IoU and the pixel accuracy but is no class of its own).
+Pixels whose target equals ``ignore_index`` are dropped. Non-ignored target values outside
+``[0, C)`` are counted separately, so that the caller can raise instead of returning a wrong number.
+
+The kernel never reads a value back to the host and its shapes never depend on the data.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+CountMethod = Literal["auto", "bincount", "scatter", "matmul"]
+COUNT_METHODS: tuple[str, ...] = ("auto", "bincount", "scatter", "matmul")
+
+# float32 sums of 0/1 products are exact below 2**24; the matmul path chunks pixels to stay below.
+_MATMUL_MAX_PIXELS = 1 << 24
+_MATMUL_MAX_ELEMENTS = 1 << 26
+
+
+def _row_col_codes(
+    preds: Tensor, target: Tensor, num_classes: int, ignore_index: int | None
+) -> tuple[Tensor, Tensor, int]:
+    """Per-pixel row code in ``[0, C + 1]`` and column code in ``[0, C]``, both int16/int32.
+
+    Row codes: ``0..C-1`` a valid target, ``C`` a non-ignored target outside ``[0, C)``, ``C + 1``
+    an ignored pixel (when ``ignore_index`` lies outside ``[0, C)``; an in-range ``ignore_index``
+    keeps its own row, which the caller zeroes). Column codes: ``0..C-1`` or ``C`` for out-of-range.
+    """
+    c = num_classes
+    code_dtype = torch.int16 if (c + 2) * (c + 1) < 2**15 else torch.int32
+    t, p = target.reshape(-1), preds.reshape(-1)
+    rows = _clamp_code(t, c, code_dtype)
+    cols = _clamp_code(p, c, code_dtype)
+    if ignore_index is not None and not 0 <= ignore_index < c and _representable(ignore_index, t.dtype):
+        rows = rows.add_(t == ignore_index)  # ignored pixels sit at C after the clamp; move them to C + 1
+    return rows, cols, c + 2
+
+
+def _representable(value: int, dtype: torch.dtype) -> bool:
+    info = torch.iinfo(dtype)
+    return info.min <= value <= info.max
+
+
+def _clamp_code(x: Tensor, c: int, code_dtype: torch.dtype) -> Tensor:
+    """Map values in ``[0, c)`` to themselves and every other value to ``c``, as ``code_dtype``."""
+    if x.dtype == torch.uint8:
+        return x.clamp(max=c).to(code_dtype)  # no negatives: one byte-wide clamp, then widen
+    if x.dtype.is_signed:
+        x = x.clamp(-1, c)  # -1 and c both mean "outside"; the remainder folds -1 onto c
+        return x.to(code_dtype).remainder_(c + 1)
+    return x.clamp(max=c).to(code_dtype)
+
+
+def _count_codes(codes: Tensor, nbins: int, method: CountMethod) -> Tensor:
+    """int64 histogram of ``codes`` (values in ``[0, nbins)``) of length ``nbins``."""
+    if method == "auto":
+        if codes.device.type == "cpu":
+            method = "bincount"
+        else:
+            # torch.bincount reads the maximum back to the host on CUDA; integer scatter-add is
+            # exact and order-independent, and the matmul path is the deterministic-mode kernel.
+            method = "matmul" if torch.are_deterministic_algorithms_enabled() else "scatter"
+    if method == "bincount":
+        return torch.bincount(codes, minlength=nbins)
+    if method == "scatter":
+        out = torch.zeros(nbins, dtype=torch.int64, device=codes.device)
+        ones = torch.ones((), dtype=torch.int64, device=codes.device).expand(codes.numel())
+        return out.scatter_add_(0, codes.long(), ones)
+    raise ValueError(f"`method` must be one of {list(COUNT_METHODS)}, got {method!r}.")
+
+
+def _matmul_confusion(rows: Tensor, cols: Tensor, nrows: int, ncols: int) -> Tensor:
+    """``(nrows, ncols)`` int64 counts as one-hot(rows)^T @ one-hot(cols), chunked for exactness."""
+    out = torch.zeros(nrows, ncols, dtype=torch.int64, device=rows.device)
+    chunk = max(1, min(_MATMUL_MAX_PIXELS, _MATMUL_MAX_ELEMENTS // max(nrows, ncols)))
+    row_ids = torch.arange(nrows, device=rows.device, dtype=rows.dtype)
+    col_ids = torch.arange(ncols, device=cols.device, dtype=cols.dtype)
+    for start in range(0, rows.numel(), chunk):  # a loop over fixed-size pixel chunks, not pixels
+        r = (rows[start : start + chunk, None] == row_ids).float()
+        c = (cols[start : start + chunk, None] == col_ids).float()
+        # 0/1 float32 (also TF32) inputs with float32 accumulation count exactly below 2**24.
+        out += (r.T @ c).round_().long()
+    return out
+
+
+def _confusion_matrix_update(
+    preds: Tensor,
+    target: Tensor,
+    num_classes: int,
+    ignore_index: int | None = None,
+    *,
+    num_images: int = 1,
+    method: CountMethod = "auto",
+) -> tuple[Tensor, Tensor]:
+    """Confusion increments of already validated integer label maps.
+
+    Args:
+        preds: integer predicted labels, same shape as ``target``.
+        target: integer target labels ``(N, ...)``.
+        num_classes: the number of classes ``C``.
+        ignore_index: target value whose pixels are dropped, or None.
+        num_images: when > 1, ``target.shape[0]`` must equal it and one matrix per image is returned.
+        method: the counting kernel: ``"bincount"`` (CPU default), ``"scatter"`` (CUDA default),
+            ``"matmul"`` (CUDA under deterministic algorithms), or ``"auto"``.
+
+    Returns:
+        ``confmat`` int64 ``(C, C + 1)`` (or ``(num_images, C, C + 1)``) and ``invalid`` int64
+        ``()`` (or ``(num_images,)``): non-ignored target pixels outside ``[0, C)``.
+    """
+    c = num_classes
+    rows, cols, nrows = _row_col_codes(preds, target, c, ignore_index)
+    ncols = c + 1
+    if method == "matmul":
+        if num_images > 1:
+            per_image = rows.numel() // num_images
+            full = torch.stack(
+                [
+                    _matmul_confusion(r, k, nrows, ncols)
+                    for r, k in zip(rows.split(per_image), cols.split(per_image), strict=True)
+                ]
+            )
+        else:
+            full = _matmul_confusion(rows, cols, nrows, ncols)
+    else:
+        codes = rows.to(torch.int32 if num_images > 1 else rows.dtype).mul_(ncols).add_(cols)
+        nbins = nrows * ncols
+        if num_images > 1:
+            offsets = torch.arange(num_images, device=codes.device, dtype=torch.int32) * nbins
+            codes = (codes.view(num_images, -1) + offsets[:, None]).view(-1)
+        full = _count_codes(codes, nbins * num_images, method).view(num_images, nrows, ncols)
+        if num_images == 1:
+            full = full[0]
+    confmat = full[..., :c, :].clone()
+    if ignore_index is not None and 0 <= ignore_index < c:
+        confmat[..., ignore_index, :] = 0
+    return confmat, full[..., c, :].sum(-1)

@@ -1,0 +1,94 @@
+"""Validation and normalisation of semantic-segmentation inputs, in one place.
+
+Two input forms are recognised from dtype and rank: integer (or bool) label maps ``(N, ...)`` and
+float scores or logits ``(N, C, ...)`` reduced by argmax over dim 1. Metadata (type, dtype, shape,
+device) is checked here without reading values; value checks (target labels outside ``[0, C)``,
+NaN scores) are counted by the kernels and raised by :func:`raise_for_invalid`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from torchseg_metrics._checks import Found, check_same_device, check_tensor, fail, is_integer_dtype
+
+
+def check_semantic_inputs(preds: object, target: object, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Check ``preds`` and ``target`` metadata; return them as tensors (bool viewed as uint8).
+
+    Raises:
+        TypeError: if an input is not a tensor, ``target`` is not integer or bool, or ``preds`` is
+            neither integer/bool labels nor floating-point scores.
+        ValueError: if the shapes do not match as ``(N, ...)`` labels or ``(N, C, ...)`` scores,
+            or the inputs live on different devices.
+    """
+    preds, target = check_tensor("preds", preds), check_tensor("target", target)
+    if target.dtype == torch.bool:
+        target = target.view(torch.uint8)
+    if preds.dtype == torch.bool:
+        preds = preds.view(torch.uint8)
+    if not is_integer_dtype(target.dtype):
+        fail(
+            "target", "an integer or bool tensor of class indices", Found(f"dtype {target.dtype}"), TypeError
+        )
+    if target.ndim < 2:
+        fail("target", "a batch of label maps of shape (N, *spatial)", Found(f"shape {tuple(target.shape)}"))
+    if preds.dtype.is_floating_point:
+        expected = (target.shape[0], num_classes, *target.shape[1:])
+        if tuple(preds.shape) != expected:
+            fail(
+                "preds",
+                f"scores of shape {expected} (N, num_classes, *spatial)",
+                Found(f"shape {tuple(preds.shape)}"),
+            )
+    elif is_integer_dtype(preds.dtype):
+        if preds.shape != target.shape:
+            fail(
+                "preds",
+                f"labels of the target's shape {tuple(target.shape)}",
+                Found(f"shape {tuple(preds.shape)}"),
+            )
+    else:
+        fail("preds", "integer labels or floating-point scores", Found(f"dtype {preds.dtype}"), TypeError)
+    check_same_device(("preds", "target"), (preds, target))
+    return preds, target
+
+
+def labels_from_preds(preds: Tensor) -> tuple[Tensor, Tensor]:
+    """Predicted labels and the number of pixels whose scores hold NaN (int64 scalar tensor).
+
+    Integer labels pass through; scores are reduced with ``max`` over dim 1, whose value is NaN
+    exactly where the pixel's score vector holds a NaN, so the check costs one small extra pass.
+    """
+    if not preds.dtype.is_floating_point:
+        return preds, torch.zeros((), dtype=torch.int64, device=preds.device)
+    values, labels = preds.max(dim=1)
+    return labels, values.isnan().sum()
+
+
+def raise_for_invalid(
+    num_invalid: Tensor, num_classes: int, ignore_index: int | None, target: Tensor | None = None
+) -> None:
+    """Raise if ``num_invalid`` = (bad target pixels, NaN score pixels) is not all zero.
+
+    Reads two numbers to the host: call it in ``compute()``, or in ``update()`` only for CPU tensors.
+    ``target``, when given (host data), supplies an example of an offending value for the message.
+    """
+    bad_target, nan_scores = (int(v) for v in num_invalid.tolist())
+    if bad_target:
+        allowed = f"[0, {num_classes})" + (
+            f" or ignore_index={ignore_index}" if ignore_index is not None else ""
+        )
+        example = ""
+        if target is not None:
+            t = target.reshape(-1).long()
+            keep = (t < 0) | (t >= num_classes)
+            if ignore_index is not None:
+                keep &= t != ignore_index
+            example = f", e.g. {int(t[keep][0])}"
+        fail(
+            "target", f"class indices in {allowed}", Found(f"{bad_target} pixels with other values{example}")
+        )
+    if nan_scores:
+        fail("preds", "scores without NaN", Found(f"{nan_scores} pixels with NaN scores"))

@@ -1,0 +1,179 @@
+"""Public functional forms of the semantic metrics: check, update and reduce in one call.
+
+Each is the functional twin of the class of the same name in :mod:`torchseg_metrics.semantic`,
+with the same arguments and the same **Aggregation** rules (dataset-level by default).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from torchseg_metrics._checks import check_bool, check_choice
+from torchseg_metrics.functional.semantic import (
+    DICE_AVERAGES,
+    Aggregation,
+    DiceAverage,
+    _functional,
+)
+
+
+def semantic_metrics(
+    preds: Tensor,
+    target: Tensor,
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+    include_background: bool = True,
+    aggregation: Aggregation = "dataset",
+) -> dict[str, Tensor]:
+    """Every semantic score at once: ``miou``, ``mdice``, ``pixel_accuracy``, ``mean_accuracy``,
+    ``fwiou`` (float64 scalars), ``iou``/``dice``/``accuracy`` per class (float64 ``(C,)``) and
+    ``confmat`` (int64 ``(C, C)``, rows = target).
+
+    Example:
+        >>> import torch
+        >>> preds = torch.tensor([[[0, 1, 1], [2, 2, 0]]])
+        >>> target = torch.tensor([[[0, 1, 2], [2, 2, 1]]])
+        >>> round(semantic_metrics(preds, target, num_classes=3)["miou"].item(), 4)
+        0.5
+    """
+    return _functional(preds, target, num_classes, ignore_index, include_background, aggregation)
+
+
+def mean_iou(
+    preds: Tensor,
+    target: Tensor,
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+    per_class: bool = False,
+    include_background: bool = True,
+    aggregation: Aggregation = "dataset",
+) -> Tensor:
+    """Mean IoU (Jaccard) over classes, or per-class IoU with ``per_class=True``.
+
+    Args:
+        preds (Tensor[N, ...] int | Tensor[N, C, ...] float): labels, or scores reduced by argmax.
+        target (Tensor[N, ...] int): target labels.
+        num_classes: ``C``.
+        ignore_index: target value whose pixels are dropped (any value; inside ``[0, C)`` that
+            class is NaN in per-class output and left out of the mean).
+        per_class: return the ``(C,)`` vector instead of the mean.
+        include_background: when False, class 0 is dropped from output and mean.
+        aggregation: ``"dataset"`` (one confusion matrix) or ``"image"`` (mean of per-image values).
+
+    Aggregation:
+        Dataset-level by default; absent classes are NaN and skipped; predicted-but-absent counts 0.
+        torchmetrics' ``segmentation.MeanIoU`` averages per image: use ``aggregation="image"``.
+
+    Raises:
+        TypeError, ValueError: for bad arguments or inputs, naming the argument.
+
+    Example:
+        >>> import torch
+        >>> preds = torch.tensor([[[0, 1, 1], [2, 2, 0]]])
+        >>> target = torch.tensor([[[0, 1, 2], [2, 2, 1]]])
+        >>> mean_iou(preds, target, num_classes=3, per_class=True)
+        tensor([0.5000, 0.3333, 0.6667], dtype=torch.float64)
+    """
+    check_bool("per_class", per_class)
+    result = _functional(preds, target, num_classes, ignore_index, include_background, aggregation)
+    return result["iou"] if per_class else result["miou"]
+
+
+def dice_score(
+    preds: Tensor,
+    target: Tensor,
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+    average: DiceAverage = "macro",
+    include_background: bool = True,
+    aggregation: Aggregation = "dataset",
+) -> Tensor:
+    """Dice (F1) per class (``average="none"``) or averaged: ``"macro"`` (mean over classes),
+    ``"micro"`` (pooled over classes), ``"weighted"`` (by target pixel share).
+
+    Example:
+        >>> import torch
+        >>> preds = torch.tensor([[[0, 1, 1], [2, 2, 0]]])
+        >>> target = torch.tensor([[[0, 1, 2], [2, 2, 1]]])
+        >>> dice_score(preds, target, num_classes=3, average="none")
+        tensor([0.6667, 0.5000, 0.8000], dtype=torch.float64)
+    """
+    check_choice("average", average, DICE_AVERAGES)
+    result = _functional(preds, target, num_classes, ignore_index, include_background, aggregation)
+    return reduce_dice(result, average)
+
+
+_DICE_KEYS = {"none": "dice", "macro": "mdice", "micro": "dice_micro", "weighted": "dice_weighted"}
+
+
+def reduce_dice(result: dict[str, Tensor], average: str) -> Tensor:
+    """The Dice value ``average`` asks for, from a :func:`semantic_metrics`-style result."""
+    return result[_DICE_KEYS[average]]
+
+
+def pixel_accuracy(
+    preds: Tensor,
+    target: Tensor,
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+    aggregation: Aggregation = "dataset",
+) -> Tensor:
+    """Fraction of non-ignored pixels predicted correctly (``aAcc``), float64 scalar.
+
+    Example:
+        >>> import torch
+        >>> preds = torch.tensor([[[0, 1, 1], [2, 2, 0]]])
+        >>> target = torch.tensor([[[0, 1, 2], [2, 2, 1]]])
+        >>> pixel_accuracy(preds, target, num_classes=3)
+        tensor(0.6667, dtype=torch.float64)
+    """
+    return _functional(preds, target, num_classes, ignore_index, True, aggregation)["pixel_accuracy"]
+
+
+def mean_accuracy(
+    preds: Tensor,
+    target: Tensor,
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+    per_class: bool = False,
+    include_background: bool = True,
+    aggregation: Aggregation = "dataset",
+) -> Tensor:
+    """Mean class accuracy (``mAcc``: per-class recall averaged over classes present in the target).
+
+    Example:
+        >>> import torch
+        >>> preds = torch.tensor([[[0, 1, 1], [2, 2, 0]]])
+        >>> target = torch.tensor([[[0, 1, 2], [2, 2, 1]]])
+        >>> mean_accuracy(preds, target, num_classes=3, per_class=True)
+        tensor([1.0000, 0.5000, 0.6667], dtype=torch.float64)
+    """
+    check_bool("per_class", per_class)
+    result = _functional(preds, target, num_classes, ignore_index, include_background, aggregation)
+    return result["accuracy"] if per_class else result["mean_accuracy"]
+
+
+def frequency_weighted_iou(
+    preds: Tensor,
+    target: Tensor,
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+    include_background: bool = True,
+    aggregation: Aggregation = "dataset",
+) -> Tensor:
+    """Frequency-weighted IoU (``fwIoU``): IoU weighted by each class's share of target pixels.
+
+    Example:
+        >>> import torch
+        >>> preds = torch.tensor([[[0, 1, 1], [2, 2, 0]]])
+        >>> target = torch.tensor([[[0, 1, 2], [2, 2, 1]]])
+        >>> round(frequency_weighted_iou(preds, target, num_classes=3).item(), 4)
+        0.5278
+    """
+    return _functional(preds, target, num_classes, ignore_index, include_background, aggregation)["fwiou"]

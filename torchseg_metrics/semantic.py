@@ -1,0 +1,268 @@
+"""Semantic-segmentation metrics as ``torchmetrics.Metric`` classes over one confusion matrix.
+
+All classes share one state, an int64 ``(C, C + 1)`` confusion matrix (rows = target, last column
+= predictions outside ``[0, C)``) summed across processes, so a ``MetricCollection`` of them keeps
+a single copy (compute groups). With ``aggregation="image"`` they also keep per-class sums of
+per-image scores. Nothing grows with the number of pixels or images.
+
+Aggregation:
+    ``"dataset"`` (default): scores of the confusion matrix of every pixel seen (mmseg, Cityscapes,
+    detectron2). This differs from torchmetrics' ``segmentation.MeanIoU``, which averages per-image
+    scores: with images of different content the two are different numbers; pass
+    ``aggregation="image"`` for the per-image mean. Classes absent from target and prediction are
+    NaN and left out of means; a class predicted but absent from the target has IoU 0 and counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from torch import Tensor
+from torchmetrics import Metric
+
+from torchseg_metrics._checks import check_bool, check_choice, check_class_names
+from torchseg_metrics.functional.confusion import CountMethod
+from torchseg_metrics.functional.semantic import (
+    DICE_AVERAGES,
+    NORMALIZE,
+    Aggregation,
+    DiceAverage,
+    Normalize,
+    check_semantic_args,
+    empty_semantic_stats,
+    normalize_confusion,
+    semantic_from_stats,
+    semantic_stats_update,
+)
+from torchseg_metrics.functional.semantic_metrics import reduce_dice
+
+__all__ = [
+    "ConfusionMatrix",
+    "DiceScore",
+    "FrequencyWeightedIoU",
+    "MeanAccuracy",
+    "MeanIoU",
+    "PixelAccuracy",
+    "SemanticMetrics",
+]
+
+
+class _SemanticMetric(Metric):
+    """Base class: holds the confusion statistic, validates, updates; subclasses only reduce."""
+
+    is_differentiable: ClassVar[bool] = False
+    higher_is_better: ClassVar[bool] = True
+    full_state_update: ClassVar[bool] = False
+    plot_lower_bound: ClassVar[float] = 0.0
+    plot_upper_bound: ClassVar[float] = 1.0
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        ignore_index: int | None = None,
+        per_class: bool = False,
+        aggregation: Aggregation = "dataset",
+        include_background: bool = True,
+        class_names: Sequence[str] | None = None,
+        method: CountMethod = "auto",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.num_classes, self.ignore_index = check_semantic_args(
+            num_classes, ignore_index, include_background, aggregation, method
+        )
+        self.per_class = check_bool("per_class", per_class)
+        self.aggregation = aggregation
+        self.include_background = include_background
+        self.class_names = check_class_names(class_names, self.num_classes)
+        self.method = method
+        for name, value in empty_semantic_stats(self.num_classes, aggregation).items():
+            self.add_state(name, default=value, dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """Add a batch: ``preds`` labels or scores ``(N, C, ...)``; ``target`` labels ``(N, ...)``.
+
+        Raises:
+            TypeError: if an input is not a tensor or has the wrong dtype.
+            ValueError: for mismatched shapes, or (CPU inputs) target values outside ``[0, C)`` that
+                are not ``ignore_index`` and NaN scores; on other devices those are raised by
+                ``compute()``. A failed update leaves the state unchanged.
+        """
+        increments = semantic_stats_update(
+            preds,
+            target,
+            self.num_classes,
+            ignore_index=self.ignore_index,
+            include_background=self.include_background,
+            aggregation=self.aggregation,
+            method=self.method,
+        )
+        for name, value in increments.items():  # all checks passed: now mutate
+            setattr(self, name, getattr(self, name) + value)
+
+    def _all_scores(self) -> dict[str, Tensor]:
+        stats = {name: getattr(self, name) for name in self._defaults}
+        return semantic_from_stats(
+            stats,
+            ignore_index=self.ignore_index,
+            include_background=self.include_background,
+            aggregation=self.aggregation,
+        )
+
+    def plot(self, val: Any = None, ax: Any = None) -> Any:
+        """Plot a value of this metric (the current one by default), as torchmetrics' ``plot()``."""
+        return self._plot(val, ax)
+
+
+class ConfusionMatrix(_SemanticMetric):
+    """Confusion matrix ``(C, C)`` of counts (int64, rows = target, columns = prediction).
+
+    ``normalize`` (``"true"``, ``"pred"``, ``"all"``) returns float64 fractions instead. Valid
+    pixels predicted outside ``[0, C)`` appear in no column (their row sums are lower).
+
+    Example:
+        >>> import torch
+        >>> metric = ConfusionMatrix(num_classes=3)
+        >>> metric.update(torch.tensor([[[0, 1, 1], [2, 2, 0]]]), torch.tensor([[[0, 1, 2], [2, 2, 1]]]))
+        >>> metric.compute()
+        tensor([[1, 0, 0],
+                [1, 1, 0],
+                [0, 1, 2]])
+    """
+
+    higher_is_better: ClassVar[bool | None] = None  # type: ignore[misc]
+
+    def __init__(self, num_classes: int, *, normalize: Normalize | None = None, **kwargs: Any) -> None:
+        if normalize is not None:
+            check_choice("normalize", normalize, NORMALIZE)
+        super().__init__(num_classes, **kwargs)
+        self.normalize = normalize
+
+    def compute(self) -> Tensor:
+        """The confusion matrix of every pixel seen."""
+        return normalize_confusion(self._all_scores()["confmat"], self.normalize)
+
+    def plot(self, val: Tensor | None = None, ax: Any = None) -> Any:
+        """Heat map of the row-normalised confusion matrix (needs matplotlib)."""
+        from torchseg_metrics.reporting.plots import plot_confusion_matrix
+
+        return plot_confusion_matrix(
+            self.compute() if val is None else val, class_names=self.class_names, ax=ax
+        )
+
+
+class MeanIoU(_SemanticMetric):
+    """Mean intersection over union (Jaccard index), or per-class IoU with ``per_class=True``.
+
+    Drop-in for torchmetrics' ``segmentation.MeanIoU(num_classes, per_class=...,
+    include_background=...)`` with index inputs, but dataset-level by default (see the module
+    docstring; ``aggregation="image"`` gives torchmetrics' per-image mean).
+
+    Example:
+        >>> import torch
+        >>> metric = MeanIoU(num_classes=3, per_class=True)
+        >>> metric.update(torch.tensor([[[0, 1, 1], [2, 2, 0]]]), torch.tensor([[[0, 1, 2], [2, 2, 1]]]))
+        >>> metric.compute()
+        tensor([0.5000, 0.3333, 0.6667], dtype=torch.float64)
+    """
+
+    def compute(self) -> Tensor:
+        """mIoU (float64 scalar) or per-class IoU (float64 ``(C,)``, NaN where undefined)."""
+        scores = self._all_scores()
+        return scores["iou"] if self.per_class else scores["miou"]
+
+
+class DiceScore(_SemanticMetric):
+    """Dice score (F1) per class or averaged: ``average`` is ``"macro"``, ``"micro"``, ``"weighted"``, ``"none"``.
+
+    Example:
+        >>> import torch
+        >>> metric = DiceScore(num_classes=3, average="none")
+        >>> metric.update(torch.tensor([[[0, 1, 1], [2, 2, 0]]]), torch.tensor([[[0, 1, 2], [2, 2, 1]]]))
+        >>> metric.compute()
+        tensor([0.6667, 0.5000, 0.8000], dtype=torch.float64)
+    """
+
+    def __init__(self, num_classes: int, *, average: DiceAverage = "macro", **kwargs: Any) -> None:
+        check_choice("average", average, DICE_AVERAGES)
+        super().__init__(num_classes, **kwargs)
+        self.average = "none" if self.per_class else average
+
+    def compute(self) -> Tensor:
+        """The Dice value that ``average`` asks for, float64."""
+        return reduce_dice(self._all_scores(), self.average)
+
+
+class PixelAccuracy(_SemanticMetric):
+    """Fraction of non-ignored pixels predicted correctly (``aAcc``).
+
+    Example:
+        >>> import torch
+        >>> metric = PixelAccuracy(num_classes=3)
+        >>> metric.update(torch.tensor([[[0, 1, 1], [2, 2, 0]]]), torch.tensor([[[0, 1, 2], [2, 2, 1]]]))
+        >>> metric.compute()
+        tensor(0.6667, dtype=torch.float64)
+    """
+
+    def compute(self) -> Tensor:
+        """Pixel accuracy, float64 scalar."""
+        return self._all_scores()["pixel_accuracy"]
+
+
+class MeanAccuracy(_SemanticMetric):
+    """Mean class accuracy (``mAcc``): per-class recall averaged over the classes in the target.
+
+    Example:
+        >>> import torch
+        >>> metric = MeanAccuracy(num_classes=3)
+        >>> metric.update(torch.tensor([[[0, 1, 1], [2, 2, 0]]]), torch.tensor([[[0, 1, 2], [2, 2, 1]]]))
+        >>> round(metric.compute().item(), 4)
+        0.7222
+    """
+
+    def compute(self) -> Tensor:
+        """mAcc (float64 scalar) or per-class accuracy (float64 ``(C,)``)."""
+        scores = self._all_scores()
+        return scores["accuracy"] if self.per_class else scores["mean_accuracy"]
+
+
+class FrequencyWeightedIoU(_SemanticMetric):
+    """IoU weighted by each class's share of target pixels (``fwIoU``, as detectron2).
+
+    Example:
+        >>> import torch
+        >>> metric = FrequencyWeightedIoU(num_classes=3)
+        >>> metric.update(torch.tensor([[[0, 1, 1], [2, 2, 0]]]), torch.tensor([[[0, 1, 2], [2, 2, 1]]]))
+        >>> round(metric.compute().item(), 4)
+        0.5278
+    """
+
+    def compute(self) -> Tensor:
+        """fwIoU, float64 scalar."""
+        return self._all_scores()["fwiou"]
+
+
+class SemanticMetrics(_SemanticMetric):
+    """Every semantic score at once, as a dict of tensors for ``self.log_dict``.
+
+    Keys: ``miou``, ``mdice``, ``pixel_accuracy``, ``mean_accuracy``, ``fwiou`` (float64 scalars);
+    with ``per_class=True`` also ``iou_per_class``, ``dice_per_class``, ``accuracy_per_class``
+    (float64 ``(C,)``; :func:`torchseg_metrics.flatten_for_logging` turns them into scalars).
+
+    Example:
+        >>> import torch
+        >>> metric = SemanticMetrics(num_classes=3)
+        >>> metric.update(torch.tensor([[[0, 1, 1], [2, 2, 0]]]), torch.tensor([[[0, 1, 2], [2, 2, 1]]]))
+        >>> {k: round(v.item(), 4) for k, v in metric.compute().items()}
+        {'miou': 0.5, 'mdice': 0.6556, 'pixel_accuracy': 0.6667, 'mean_accuracy': 0.7222, 'fwiou': 0.5278}
+    """
+
+    def compute(self) -> dict[str, Tensor]:
+        """The dict of scores described in the class docstring."""
+        scores = self._all_scores()
+        result = {k: scores[k] for k in ("miou", "mdice", "pixel_accuracy", "mean_accuracy", "fwiou")}
+        if self.per_class:
+            result.update({f"{k}_per_class": scores[k] for k in ("iou", "dice", "accuracy")})
+        return result
