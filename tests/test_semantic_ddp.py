@@ -1,12 +1,14 @@
-"""Two gloo processes with uneven data give exactly the single-process result."""
+"""Two gloo processes with uneven data give exactly the single-process result (semantic and multi-label)."""
 
 from __future__ import annotations
 
 import torch
 from _ddp import run_distributed
+from test_multilabel import nested_masks
 from test_semantic import C, _batches
 
 from torchseg_metrics import ConfusionMatrix, SemanticMetrics
+from torchseg_metrics.multilabel import MultilabelDiceScore
 
 
 def _make() -> dict:
@@ -14,14 +16,24 @@ def _make() -> dict:
         "dataset": SemanticMetrics(C, ignore_index=255, per_class=True),
         "image": SemanticMetrics(C, ignore_index=255, per_class=True, aggregation="image"),
         "confmat": ConfusionMatrix(C, ignore_index=255),
+        "multilabel": MultilabelDiceScore(3, per_class=True, aggregation="image"),
     }
+
+
+def _feed(metrics: dict, preds: torch.Tensor, target: torch.Tensor) -> None:
+    for key, m in metrics.items():
+        if key == "multilabel":
+            m.update(
+                torch.from_numpy(nested_masks(preds.numpy())), torch.from_numpy(nested_masks(target.numpy()))
+            )
+        else:
+            m.update(preds, target)
 
 
 def _work(rank: int, world_size: int, shards: list) -> dict:
     metrics = _make()
     for preds, target in shards[rank]:
-        for m in metrics.values():
-            m.update(preds, target)
+        _feed(metrics, preds, target)
     return {k: m.compute() for k, m in metrics.items()}
 
 
@@ -31,8 +43,7 @@ def test_ddp_equals_single_process() -> None:
     results = run_distributed(_work, shards, world_size=2)
     single = _make()
     for b in batches:
-        for m in single.values():
-            m.update(*b)
+        _feed(single, *b)
     for key, m in single.items():
         expected = m.compute()
         for rank_result in results:

@@ -6,6 +6,7 @@ panoptic quality, as ``torchmetrics.Metric`` classes with functional forms in
 """
 
 from torchseg_metrics.flatten import flatten_for_logging
+from torchseg_metrics.multilabel import MultilabelDiceScore, MultilabelMeanIoU
 from torchseg_metrics.semantic import (
     ConfusionMatrix,
     DiceScore,
@@ -24,6 +25,8 @@ __all__ = [
     "FrequencyWeightedIoU",
     "MeanAccuracy",
     "MeanIoU",
+    "MultilabelDiceScore",
+    "MultilabelMeanIoU",
     "PixelAccuracy",
     "SemanticMetrics",
     "flatten_for_logging",

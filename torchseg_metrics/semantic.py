@@ -99,8 +99,8 @@ class _SemanticMetric(Metric):
             aggregation=self.aggregation,
             method=self.method,
         )
-        for name, value in increments.items():  # all checks passed: now mutate
-            setattr(self, name, getattr(self, name) + value)
+        for name, value in increments.items():  # all checks passed: now mutate, in place
+            getattr(self, name).add_(value)
 
     def _all_scores(self) -> dict[str, Tensor]:
         stats = {name: getattr(self, name) for name in self._defaults}

@@ -36,11 +36,27 @@ def _row_col_codes(
     c = num_classes
     code_dtype = torch.int16 if (c + 2) * (c + 1) < 2**15 else torch.int32
     t, p = target.reshape(-1), preds.reshape(-1)
-    rows = _clamp_code(t, c, code_dtype)
-    cols = _clamp_code(p, c, code_dtype)
-    if ignore_index is not None and not 0 <= ignore_index < c and _representable(ignore_index, t.dtype):
-        rows = rows.add_(t == ignore_index)  # ignored pixels sit at C after the clamp; move them to C + 1
-    return rows, cols, c + 2
+    outside = ignore_index is not None and not 0 <= ignore_index < c and _representable(ignore_index, t.dtype)
+    if t.dtype == torch.uint8 and c <= 253:
+        # Byte arithmetic only: CPU comparisons producing bool run several times slower than
+        # vectorised uint8 minimum/subtract, and the codes fit a byte until they are widened.
+        rows = torch.minimum(t, _scalar(c, t))
+        if outside:
+            ignored = (
+                torch.minimum(t - _scalar(ignore_index, t), _scalar(1, t)).neg_().add_(1)
+            )  # 1 iff ignored
+            rows = rows.add_(ignored)
+        rows = rows.to(code_dtype)
+    else:
+        rows = _clamp_code(t, c, code_dtype)
+        if outside:
+            rows = rows.add_(t == ignore_index)  # ignored pixels sit at C after the clamp; move them to C + 1
+    return rows, _clamp_code(p, c, code_dtype), c + 2
+
+
+def _scalar(value: int, like: Tensor) -> Tensor:
+    """A 0-d tensor of ``like``'s dtype and device (tensor operands take the vectorised CPU paths)."""
+    return torch.tensor(value, dtype=like.dtype, device=like.device)
 
 
 def _representable(value: int, dtype: torch.dtype) -> bool:
@@ -50,22 +66,27 @@ def _representable(value: int, dtype: torch.dtype) -> bool:
 
 def _clamp_code(x: Tensor, c: int, code_dtype: torch.dtype) -> Tensor:
     """Map values in ``[0, c)`` to themselves and every other value to ``c``, as ``code_dtype``."""
-    if x.dtype == torch.uint8:
-        return x.clamp(max=c).to(code_dtype)  # no negatives: one byte-wide clamp, then widen
-    if x.dtype.is_signed:
-        x = x.clamp(-1, c)  # -1 and c both mean "outside"; the remainder folds -1 onto c
-        return x.to(code_dtype).remainder_(c + 1)
-    return x.clamp(max=c).to(code_dtype)
+    if not x.dtype.is_signed:
+        return torch.minimum(x, _scalar(c, x) if c <= torch.iinfo(x.dtype).max else x).to(code_dtype)
+    # -1 and c both mean "outside"; the remainder then folds -1 onto c
+    x = torch.clamp(
+        x, _scalar(max(-1, torch.iinfo(x.dtype).min), x), _scalar(min(c, torch.iinfo(x.dtype).max), x)
+    )
+    return x.to(code_dtype).remainder_(c + 1)
 
 
-def _count_codes(codes: Tensor, nbins: int, method: CountMethod) -> Tensor:
-    """int64 histogram of ``codes`` (values in ``[0, nbins)``) of length ``nbins``."""
+def count_codes(codes: Tensor, nbins: int, method: CountMethod = "auto") -> Tensor:
+    """int64 histogram of ``codes`` (integers in ``[0, nbins)``) of length ``nbins``, without a sync.
+
+    ``"bincount"`` is the CPU default. On CUDA ``torch.bincount`` reads the maximum back to the host,
+    so ``"scatter"`` (integer scatter-add: exact and order-independent) is the default there, and
+    under ``torch.use_deterministic_algorithms(True)`` a sort with ``searchsorted`` bin edges
+    (``"matmul"`` names the confusion-matrix kernel, which falls back to it for plain histograms).
+    """
     if method == "auto":
         if codes.device.type == "cpu":
             method = "bincount"
         else:
-            # torch.bincount reads the maximum back to the host on CUDA; integer scatter-add is
-            # exact and order-independent, and the matmul path is the deterministic-mode kernel.
             method = "matmul" if torch.are_deterministic_algorithms_enabled() else "scatter"
     if method == "bincount":
         return torch.bincount(codes, minlength=nbins)
@@ -73,6 +94,9 @@ def _count_codes(codes: Tensor, nbins: int, method: CountMethod) -> Tensor:
         out = torch.zeros(nbins, dtype=torch.int64, device=codes.device)
         ones = torch.ones((), dtype=torch.int64, device=codes.device).expand(codes.numel())
         return out.scatter_add_(0, codes.long(), ones)
+    if method == "matmul":
+        edges = torch.arange(nbins + 1, device=codes.device, dtype=codes.dtype)
+        return torch.searchsorted(codes.sort().values, edges).diff()
     raise ValueError(f"`method` must be one of {list(COUNT_METHODS)}, got {method!r}.")
 
 
@@ -134,7 +158,7 @@ def _confusion_matrix_update(
         if num_images > 1:
             offsets = torch.arange(num_images, device=codes.device, dtype=torch.int32) * nbins
             codes = (codes.view(num_images, -1) + offsets[:, None]).view(-1)
-        full = _count_codes(codes, nbins * num_images, method).view(num_images, nrows, ncols)
+        full = count_codes(codes, nbins * num_images, method).view(num_images, nrows, ncols)
         if num_images == 1:
             full = full[0]
     confmat = full[..., :c, :].clone()

@@ -1,0 +1,285 @@
+"""Pairwise mask IoU against ``pycocotools.mask.iou`` on RLE-encoded copies, bit for bit, every method."""
+
+from __future__ import annotations
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+import torch
+
+import torchseg_metrics.functional.mask_iou as mask_iou_module
+from torchseg_metrics.functional.mask_iou import (
+    _count_true,
+    _exact_integer_gemm,
+    mask_intersections,
+    mask_iou,
+    mask_iou_from_intersections,
+)
+
+METHODS = ["int8", "bytes", "matmul", "auto"]
+
+
+def _blobs(rng: np.random.Generator, n: int, h: int, w: int, empty: float = 0.1) -> np.ndarray:
+    """``n`` random ellipses or rectangles (some empty, some touching the border) as bool (n, h, w)."""
+    ys, xs = np.mgrid[0:h, 0:w]
+    out = np.zeros((n, h, w), dtype=bool)
+    for i in range(n):
+        if rng.random() < empty:
+            continue
+        cx, cy = rng.uniform(-0.1, 1.1) * w, rng.uniform(-0.1, 1.1) * h
+        a, b = rng.uniform(0.5, 0.4 * w + 1), rng.uniform(0.5, 0.4 * h + 1)
+        if rng.random() < 0.5:
+            out[i] = ((xs + 0.5 - cx) / a) ** 2 + ((ys + 0.5 - cy) / b) ** 2 <= 1
+        else:
+            out[i] = (np.abs(xs + 0.5 - cx) <= a) & (np.abs(ys + 0.5 - cy) <= b)
+    return out
+
+
+def _scene(rng: np.random.Generator, d: int, g: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ground-truth blobs and detections: shifted, grown or cut copies of them plus random blobs."""
+    gt = _blobs(rng, g, h, w)
+    det = _blobs(rng, d, h, w)
+    for i in range(min(d, 3 * g)):
+        src = gt[rng.integers(g)]
+        moved = np.roll(src, (int(rng.integers(-2, 3)), int(rng.integers(-2, 3))), axis=(0, 1))
+        det[i] = moved | det[i] if rng.random() < 0.3 else moved & ~(det[i] & (rng.random() < 0.5))
+    if d > 1 and g:
+        det[d - 1] = gt[0]  # an exact copy: IoU 1
+    return det, gt
+
+
+def _rle(masks: np.ndarray) -> list[dict]:
+    return [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in masks]
+
+
+def _coco_iou(det: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """pycocotools IoU per image, float64 (B, D, G); pycocotools returns [] when D or G is 0."""
+    b, d, g = det.shape[0], det.shape[1], gt.shape[1]
+    out = np.zeros((b, d, g), dtype=np.float64)
+    for i in range(b):
+        if d and g:
+            out[i] = mask_utils.iou(_rle(det[i]), _rle(gt[i]), crowd[i].astype(np.uint8).tolist())
+    return out
+
+
+def _run(method: str, device: torch.device, det: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    if method == "int8" and device.type != "cpu":
+        pytest.skip("the int8 path is CPU-only")
+    t = torch.from_numpy
+    out = mask_iou(t(det).to(device), t(gt).to(device), t(crowd).to(device), method=method)
+    assert out.dtype == torch.float64 and out.device.type == device.type
+    return out.cpu().numpy()
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    ("b", "d", "g", "h", "w"),
+    [(1, 9, 4, 24, 32), (2, 17, 9, 31, 17), (3, 8, 8, 1, 29), (1, 23, 3, 45, 45), (2, 1, 1, 5, 3)],
+)
+def test_matches_pycocotools(method: str, b: int, d: int, g: int, h: int, w: int, device) -> None:
+    rng = np.random.default_rng([b, d, g, h, w])
+    scenes = [_scene(rng, d, g, h, w) for _ in range(b)]
+    det, gt = np.stack([s[0] for s in scenes]), np.stack([s[1] for s in scenes])
+    crowd = rng.random((b, g)) < 0.3
+    expected = _coco_iou(det, gt, crowd)
+    assert np.any(expected > 0) and (d * g < 4 or np.any(expected == 0))  # both outcomes occur
+    np.testing.assert_array_equal(_run(method, device, det, gt, crowd), expected)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("d", "g"), [(0, 3), (4, 0), (0, 0)])
+def test_no_detections_or_no_ground_truths(method: str, d: int, g: int, device) -> None:
+    rng = np.random.default_rng(7)
+    det, gt = _blobs(rng, 2 * d, 6, 7).reshape(2, d, 6, 7), _blobs(rng, 2 * g, 6, 7).reshape(2, g, 6, 7)
+    crowd = np.zeros((2, g), dtype=bool)
+    assert _run(method, device, det, gt, crowd).shape == (2, d, g)
+    if method == "int8" and device.type != "cpu":
+        return
+    inter, det_area, gt_area = mask_intersections(
+        torch.from_numpy(det).to(device), torch.from_numpy(gt).to(device), method=method
+    )
+    assert inter.shape == (2, d, g) and inter.dtype == torch.int64
+    np.testing.assert_array_equal(det_area.cpu().numpy(), det.sum((2, 3)))
+    np.testing.assert_array_equal(gt_area.cpu().numpy(), gt.sum((2, 3)))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_hand_made_cases(method: str, device) -> None:
+    """Empty, touching, contained, identical masks and crowd: by hand and by pycocotools."""
+    det = np.zeros((1, 4, 4, 6), dtype=bool)
+    gt = np.zeros((1, 3, 4, 6), dtype=bool)
+    det[0, 0, :2, :2] = True  # 4 px
+    det[0, 1, :, 2:4] = True  # 8 px, touches gt 0 along an edge only
+    # det 2 stays empty
+    det[0, 3, 1:3, 1:3] = True  # 4 px inside gt 2, one of them in det 0 / gt 0
+    gt[0, 0, :2, :2] = True  # identical to det 0
+    gt[0, 1, :, :] = True  # 24 px, crowd
+    gt[0, 2, :, :4] = True  # 16 px
+    crowd = np.array([[False, True, False]])
+    expected = np.array([[[1.0, 1.0, 4 / 16], [0.0, 1.0, 8 / 16], [0.0, 0.0, 0.0], [1 / 7, 1.0, 4 / 16]]])
+    np.testing.assert_array_equal(_coco_iou(det, gt, crowd), expected)
+    np.testing.assert_array_equal(_run(method, device, det, gt, crowd), expected)
+
+
+@pytest.mark.parametrize("method", ["int8", "bytes", "matmul"])
+def test_many_small_chunks(method: str, device, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunk boundaries (and, for "bytes", blocks of one group pair) change nothing."""
+    monkeypatch.setattr(mask_iou_module, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(mask_iou_module, "_MIN_CHUNK", 37)
+    rng = np.random.default_rng(3)
+    scenes = [_scene(rng, 19, 10, 23, 29) for _ in range(2)]
+    det, gt = np.stack([s[0] for s in scenes]), np.stack([s[1] for s in scenes])
+    crowd = rng.random((2, 10)) < 0.5
+    np.testing.assert_array_equal(_run(method, device, det, gt, crowd), _coco_iou(det, gt, crowd))
+
+
+@pytest.mark.parametrize("method", ["int8", "bytes", "matmul"])
+def test_counts_beyond_float32_exactness(method: str, device) -> None:
+    """A 4200x4200 image: areas and intersections above 2**24 stay exact (float32 would round them)."""
+    h = w = 4200
+    det = np.zeros((1, 3, h, w), dtype=bool)
+    gt = np.zeros((1, 2, h, w), dtype=bool)
+    det[0, 0] = True
+    det[0, 0, :3, :7] = False  # 2**24 + 1_041_063 pixels: odd, not a float32 integer
+    det[0, 1, 100:2000, 50:4000] = True
+    gt[0, 0] = True
+    gt[0, 0, -1, -1] = False
+    gt[0, 1, 1000:3000, 1000:3000] = True
+    det[0, 2] = gt[0, 1]
+    assert det[0, 0].sum() > 2**24 and det[0, 0].sum() % 2 == 1
+    crowd = np.array([[False, True]])
+    expected = _coco_iou(det, gt, crowd)
+    np.testing.assert_array_equal(_run(method, device, det, gt, crowd), expected)
+    if method == "int8" and device.type != "cpu":
+        return
+    inter, det_area, gt_area = mask_intersections(
+        torch.from_numpy(det).to(device), torch.from_numpy(gt).to(device), method=method
+    )
+    assert int(inter[0, 0, 0]) == h * w - 22 and int(det_area[0, 0]) == h * w - 21
+    assert int(gt_area[0, 0]) == h * w - 1
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_non_contiguous_inputs_and_deterministic_mode(method: str, device) -> None:
+    rng = np.random.default_rng(11)
+    det, gt = _scene(rng, 12, 5, 26, 19)
+    crowd = np.array([[True, False, False, True, False]])
+    expected = _coco_iou(det[None], gt[None], crowd)
+    # the same masks stored transposed and as a strided slice
+    det_t = torch.from_numpy(np.ascontiguousarray(det.transpose(0, 2, 1))).to(device).transpose(1, 2)[None]
+    gt_s = torch.from_numpy(np.repeat(gt, 2, axis=0)).to(device)[::2][None]
+    if method == "int8" and device.type != "cpu":
+        pytest.skip("the int8 path is CPU-only")
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        out = mask_iou(det_t, gt_s, torch.from_numpy(crowd).to(device), method=method)
+        again = mask_iou(det_t, gt_s, torch.from_numpy(crowd).to(device), method=method)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    np.testing.assert_array_equal(out.cpu().numpy(), expected)
+    assert torch.equal(out, again)
+
+
+def test_auto_picks_the_device_default(device) -> None:
+    expected = "matmul" if device.type != "cpu" else "int8"
+    assert mask_iou_module._resolve_method("auto", device) == expected
+
+
+def test_exact_integer_gemm_restores_the_deterministic_flag() -> None:
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    cuda = torch.device("cuda")  # only the device type is read: no GPU needed
+    try:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        with _exact_integer_gemm(cuda):
+            assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.use_deterministic_algorithms(True)
+        with pytest.raises(KeyError), _exact_integer_gemm(cuda):
+            raise KeyError("boom")
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
+        with _exact_integer_gemm(torch.device("cpu")):  # cuBLAS only: the CPU keeps the flag on
+            assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+
+
+@pytest.mark.parametrize("p", [0, 1, 7, 1016, 1017, 5000])
+def test_count_true(p: int, device) -> None:
+    rng = np.random.default_rng(p)
+    x = rng.random((2, 3, p)) < 0.6
+    x[0, 0] = True
+    expected = x.sum(-1)
+    np.testing.assert_array_equal(_count_true(torch.from_numpy(x).to(device)).cpu().numpy(), expected)
+    sliced = torch.from_numpy(np.concatenate([x, x], axis=-1)).to(device)[..., 1 : p + 1]
+    np.testing.assert_array_equal(_count_true(sliced).cpu().numpy(), expected)  # a rotation of x
+
+
+def test_iou_from_intersections_uses_pycocotools_division() -> None:
+    inter = torch.tensor([[[1, 0, 3]]])
+    out = mask_iou_from_intersections(
+        inter, torch.tensor([[7]]), torch.tensor([[5, 0, 9]]), torch.tensor([[0, 0, 1]]).bool()
+    )
+    assert out.tolist() == [[[1 / 11, 0.0, 3 / 7]]]
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+
+def _ok() -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.zeros(2, 3, 4, 5, dtype=torch.bool), torch.zeros(2, 1, 4, 5, dtype=torch.bool)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        (
+            {"det": torch.zeros(2, 3, 4, 5, dtype=torch.uint8)},
+            TypeError,
+            r"`det` must be a bool tensor.*uint8",
+        ),
+        ({"gt": torch.zeros(2, 1, 4, 5)}, TypeError, r"`gt` must be a bool tensor.*float32"),
+        ({"det": [[True]]}, TypeError, r"`det` must be a torch.Tensor, got list"),
+        (
+            {"det": torch.zeros(3, 4, 5, dtype=torch.bool)},
+            ValueError,
+            r"`det` must be .*\(B, D, H, W\).*\(3, 4, 5\)",
+        ),
+        (
+            {"gt": torch.zeros(2, 1, 4, 6, dtype=torch.bool)},
+            ValueError,
+            r"`gt` must be of shape \(2, G, 4, 5\).*\(2, 3, 4, 5\).*\(2, 1, 4, 6\)",
+        ),
+        (
+            {"gt": torch.zeros(1, 1, 4, 5, dtype=torch.bool)},
+            ValueError,
+            r"`gt` must be of shape \(2, G, 4, 5\)",
+        ),
+        ({"gt_crowd": torch.zeros(2, 1)}, TypeError, r"`gt_crowd` must be a bool or integer tensor.*float32"),
+        (
+            {"gt_crowd": torch.zeros(2, 2, dtype=torch.bool)},
+            ValueError,
+            r"`gt_crowd` must be .*\(2, 1\).*\(2, 2\)",
+        ),
+        ({"method": "bites"}, ValueError, r"`method` must be one of .*'bites'. Did you mean 'bytes'\?"),
+    ],
+)
+def test_bad_input(kwargs: dict, error: type[Exception], pattern: str) -> None:
+    det, gt = _ok()
+    args = {"det": det, "gt": gt, "gt_crowd": torch.zeros(2, 1, dtype=torch.int64), "method": "auto"} | kwargs
+    with pytest.raises(error, match=pattern):
+        mask_iou(**args)
+    if "gt_crowd" not in kwargs:
+        args.pop("gt_crowd")
+        with pytest.raises(error, match=pattern):
+            mask_intersections(**args)
+
+
+def test_int8_is_rejected_off_the_cpu() -> None:
+    with pytest.raises(ValueError, match=r"`method` must be one of \['auto', 'bytes', 'matmul'\].* on cuda"):
+        mask_iou_module._resolve_method("int8", torch.device("cuda"))
