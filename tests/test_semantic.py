@@ -328,3 +328,67 @@ def test_flatten_for_logging() -> None:
     flat = flatten_for_logging(metric.compute(), metric.class_names)
     assert flat["iou_per_class/b"].item() == pytest.approx(1 / 3)
     assert all(v.ndim == 0 for v in flat.values())
+
+
+def test_image_aggregation_matches_torchmetrics_segmentation_mean_iou() -> None:
+    """aggregation="image" gives torchmetrics' per-image IoU: per class as its ``MeanIoU(per_class=True)``
+    (mean over images where the class is defined), and as a mean the average over images of its
+    functional ``mean_iou`` (its class pools defined (image, class) pairs flat instead)."""
+    from torchmetrics.functional.segmentation import mean_iou as tm_mean_iou
+    from torchmetrics.segmentation import MeanIoU as TMMeanIoU
+
+    rng = np.random.default_rng(12)
+    target = torch.from_numpy(blob_labels(rng, (4, 20, 20), 4, n_blobs=12))
+    preds = torch.from_numpy(perturb(rng, target.numpy(), 4))
+    tm = TMMeanIoU(num_classes=4, per_class=True, input_format="index")
+    tm.update(preds, target)
+    ours = MeanIoU(4, per_class=True, aggregation="image")
+    ours.update(preds, target)
+    np.testing.assert_allclose(ours.compute().numpy(), tm.compute().double().numpy(), rtol=1e-6)
+    per_image = tm_mean_iou(preds, target, num_classes=4, input_format="index")
+    got = mean_iou(preds, target, 4, aggregation="image")
+    assert got.item() == pytest.approx(per_image.double().mean().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_invariances(seed: int) -> None:
+    """Permuting images, adding images with only ignored pixels, and relabelling classes consistently
+    leave the scores unchanged (relabelled per-class output permuted accordingly)."""
+    batches = _batches(30 + seed, n_batches=2)
+    preds = torch.cat([b[0] for b in batches])
+    target = torch.cat([b[1] for b in batches])
+    base = mean_iou(preds, target, C, ignore_index=255, per_class=True)
+    perm = torch.randperm(preds.shape[0], generator=torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(
+        mean_iou(preds[perm], target[perm], C, ignore_index=255, per_class=True), base, equal_nan=True
+    )
+    empty_t = torch.full_like(target[:1], 255)
+    padded = mean_iou(
+        torch.cat([preds, preds[:1]]), torch.cat([target, empty_t]), C, ignore_index=255, per_class=True
+    )
+    torch.testing.assert_close(padded, base, rtol=0, atol=0, equal_nan=True)
+    relabel = torch.randperm(C, generator=torch.Generator().manual_seed(seed + 100))
+    lut = torch.arange(256, dtype=torch.uint8)
+    lut[:C] = relabel.to(torch.uint8)
+    got = mean_iou(lut[preds.long()], lut[target.long()], C, ignore_index=255, per_class=True)
+    torch.testing.assert_close(got[relabel], base, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_update_does_not_synchronise() -> None:
+    batches = _batches(40)
+    metrics = [
+        SemanticMetrics(C, ignore_index=255).cuda(),
+        SemanticMetrics(C, ignore_index=255, aggregation="image").cuda(),
+    ]
+    for b in batches:
+        p, t = b[0].cuda(), b[1].cuda()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for m in metrics:
+                m.update(p, t)
+                m.update(p.float().unsqueeze(1).expand(-1, C, -1, -1).contiguous(), t)  # scores input
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    assert metrics[0].compute()["miou"].isfinite()
