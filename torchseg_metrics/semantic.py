@@ -157,8 +157,11 @@ class MeanIoU(_SemanticMetric):
     """Mean intersection over union (Jaccard index), or per-class IoU with ``per_class=True``.
 
     Drop-in for torchmetrics' ``segmentation.MeanIoU(num_classes, per_class=...,
-    include_background=...)`` with index inputs, but dataset-level by default (see the module
-    docstring; ``aggregation="image"`` gives torchmetrics' per-image mean).
+    include_background=...)`` with index inputs, but dataset-level by default: torchmetrics scores
+    each image and averages, so a class's IoU depends on how pixels fall into images and small
+    images weigh as much as large ones. ``aggregation="image"`` gives torchmetrics' per-class values
+    exactly and, as the mean, the average over images of its functional ``mean_iou`` (its class
+    instead pools all defined (image, class) values in one flat mean).
 
     Example:
         >>> import torch
