@@ -125,7 +125,7 @@ def test_hand_made_cases(method: str, device) -> None:
 def test_many_small_chunks(method: str, device, monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunk boundaries (and, for "bytes", blocks of one group pair) change nothing."""
     monkeypatch.setattr(mask_iou_module, "_CHUNK_BYTES", 1)
-    monkeypatch.setattr(mask_iou_module, "_MIN_CHUNK", 37)
+    monkeypatch.setattr(mask_iou_module, "_MIN_CHUNK", 128)  # 23 * 29 = 5 * 128 + 27 pixels
     rng = np.random.default_rng(3)
     scenes = [_scene(rng, 19, 10, 23, 29) for _ in range(2)]
     det, gt = np.stack([s[0] for s in scenes]), np.stack([s[1] for s in scenes])
@@ -179,6 +179,30 @@ def test_non_contiguous_inputs_and_deterministic_mode(method: str, device) -> No
         torch.use_deterministic_algorithms(previous)
     np.testing.assert_array_equal(out.cpu().numpy(), expected)
     assert torch.equal(out, again)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_empty_batch(method: str, device) -> None:
+    if method == "int8" and device.type != "cpu":
+        pytest.skip("the int8 path is CPU-only")
+    det, gt = torch.zeros(0, 3, 4, 5, dtype=torch.bool), torch.zeros(0, 2, 4, 5, dtype=torch.bool)
+    inter, det_area, gt_area = mask_intersections(det.to(device), gt.to(device), method=method)
+    assert inter.shape == (0, 3, 2) and det_area.shape == (0, 3) and gt_area.shape == (0, 2)
+
+
+def test_default_path_does_not_synchronise(device) -> None:
+    if device.type != "cuda":
+        pytest.skip("host-device synchronisation exists only on CUDA")
+    rng = np.random.default_rng(2)
+    det, gt = _scene(rng, 30, 6, 40, 50)
+    crowd = torch.tensor([[True, False, False, False, True, False]], device=device)
+    det_t, gt_t = torch.from_numpy(det)[None].to(device), torch.from_numpy(gt)[None].to(device)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = mask_iou(det_t, gt_t, crowd)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    np.testing.assert_array_equal(out.cpu().numpy(), _coco_iou(det[None], gt[None], crowd.cpu().numpy()))
 
 
 def test_auto_picks_the_device_default(device) -> None:
@@ -283,3 +307,40 @@ def test_bad_input(kwargs: dict, error: type[Exception], pattern: str) -> None:
 def test_int8_is_rejected_off_the_cpu() -> None:
     with pytest.raises(ValueError, match=r"`method` must be one of \['auto', 'bytes', 'matmul'\].* on cuda"):
         mask_iou_module._resolve_method("int8", torch.device("cuda"))
+
+
+# ---- real data -----------------------------------------------------------------------------------
+
+
+def test_real_coco_masks(shared_data) -> None:
+    """Real COCO val2014 ground truths (polygons and crowd RLE) against cocoapi's fake segm results.
+
+    The reference is ``pycocotools.mask.iou`` on the original RLEs (GT polygons rasterised by
+    ``frPyObjects`` + ``merge``, as COCO does); we see only the decoded bool masks. Three images: the two
+    with the most detections and one with a crowd region (image 715).
+    """
+    import json
+
+    folder = shared_data / "coco_val2014_100"
+    gt_json = json.loads((folder / "instances_val2014_100.json").read_text())
+    results = json.loads((folder / "instances_val2014_fakesegm100_results.json").read_text())
+    sizes = {im["id"]: (im["height"], im["width"]) for im in gt_json["images"]}
+    for image_id in (164, 196, 715):
+        h, w = sizes[image_id]
+        anns = [a for a in gt_json["annotations"] if a["image_id"] == image_id]
+        gt_rles = []
+        for a in anns:
+            seg = a["segmentation"]
+            if isinstance(seg, list):
+                gt_rles.append(mask_utils.merge(mask_utils.frPyObjects(seg, h, w)))
+            else:
+                gt_rles.append(mask_utils.frPyObjects(seg, h, w) if isinstance(seg["counts"], list) else seg)
+        dt_rles = [r["segmentation"] for r in results if r["image_id"] == image_id]
+        crowd = [int(a["iscrowd"]) for a in anns]
+        expected = np.asarray(mask_utils.iou(dt_rles, gt_rles, crowd), dtype=np.float64)
+        det = torch.from_numpy(mask_utils.decode(dt_rles).astype(bool)).permute(2, 0, 1)[None]
+        gt = torch.from_numpy(mask_utils.decode(gt_rles).astype(bool)).permute(2, 0, 1)[None]
+        assert det.shape[1] >= 30 or any(crowd)
+        for method in ("int8", "bytes", "matmul"):
+            out = mask_iou(det, gt, torch.tensor([crowd]), method=method)
+            np.testing.assert_array_equal(out[0].numpy(), expected, err_msg=f"{image_id} {method}")
