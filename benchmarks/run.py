@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _harness import write_section  # noqa: E402
+from _harness import write_section
 
 TASKS = ["semantic", "instance", "panoptic"]
 

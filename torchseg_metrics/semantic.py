@@ -22,7 +22,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from torchseg_metrics._checks import check_bool, check_choice, check_class_names
-from torchseg_metrics.functional.confusion import CountMethod
+from torchseg_metrics.functional.counting import CountMethod
 from torchseg_metrics.functional.semantic import (
     DICE_AVERAGES,
     NORMALIZE,
@@ -178,7 +178,7 @@ class MeanIoU(_SemanticMetric):
 
 
 class DiceScore(_SemanticMetric):
-    """Dice score (F1) per class or averaged: ``average`` is ``"macro"``, ``"micro"``, ``"weighted"``, ``"none"``.
+    """Dice score (F1) per class or averaged (``average``: macro, micro, weighted or none).
 
     Example:
         >>> import torch

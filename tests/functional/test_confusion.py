@@ -9,6 +9,7 @@ from _semantic_reference import blob_labels, np_confusion, perturb
 
 import torchseg_metrics.functional.confusion as confusion
 from torchseg_metrics.functional.confusion import _confusion_matrix_update
+from torchseg_metrics.functional.counting import count_codes
 
 METHODS = ["bincount", "scatter", "matmul", "auto"]
 
@@ -100,3 +101,11 @@ def test_deterministic_mode(device) -> None:
     finally:
         torch.use_deterministic_algorithms(False)
     assert torch.equal(got.cpu(), expected)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_count_codes_histogram(method: str, device) -> None:
+    """The plain histogram behind every statistic, against np.bincount, for every method."""
+    codes = torch.from_numpy(np.random.default_rng(5).integers(0, 37, size=1000)).to(torch.int32)
+    got = count_codes(codes.to(device), 40, method)
+    np.testing.assert_array_equal(got.cpu().numpy(), np.bincount(codes.numpy(), minlength=40))

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import torchseg_metrics.functional.mask_iou as mask_iou_module
+from torchseg_metrics.functional.counting import exact_integer_gemm
 from torchseg_metrics.functional.mask_iou import (
     _count_true,
-    _exact_integer_gemm,
     mask_intersections,
     mask_iou,
     mask_iou_from_intersections,
@@ -218,16 +218,16 @@ def test_exact_integer_gemm_restores_the_deterministic_flag() -> None:
     cuda = torch.device("cuda")  # only the device type is read: no GPU needed
     try:
         torch.use_deterministic_algorithms(True, warn_only=True)
-        with _exact_integer_gemm(cuda):
+        with exact_integer_gemm(cuda):
             assert not torch.are_deterministic_algorithms_enabled()
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.is_deterministic_algorithms_warn_only_enabled()
         torch.use_deterministic_algorithms(True)
-        with pytest.raises(KeyError), _exact_integer_gemm(cuda):
+        with pytest.raises(KeyError), exact_integer_gemm(cuda):
             raise KeyError("boom")
         assert torch.are_deterministic_algorithms_enabled()
         assert not torch.is_deterministic_algorithms_warn_only_enabled()
-        with _exact_integer_gemm(torch.device("cpu")):  # cuBLAS only: the CPU keeps the flag on
+        with exact_integer_gemm(torch.device("cpu")):  # cuBLAS only: the CPU keeps the flag on
             assert torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])

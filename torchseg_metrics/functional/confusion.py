@@ -11,13 +11,10 @@ The kernel never reads a value back to the host and its shapes never depend on t
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor
 
-CountMethod = Literal["auto", "bincount", "scatter", "matmul"]
-COUNT_METHODS: tuple[str, ...] = ("auto", "bincount", "scatter", "matmul")
+from torchseg_metrics.functional.counting import CountMethod, count_codes, exact_integer_gemm
 
 # float32 sums of 0/1 products are exact below 2**24; the matmul path chunks pixels to stay below.
 _MATMUL_MAX_PIXELS = 1 << 24
@@ -75,31 +72,6 @@ def _clamp_code(x: Tensor, c: int, code_dtype: torch.dtype) -> Tensor:
     return x.to(code_dtype).remainder_(c + 1)
 
 
-def count_codes(codes: Tensor, nbins: int, method: CountMethod = "auto") -> Tensor:
-    """int64 histogram of ``codes`` (integers in ``[0, nbins)``) of length ``nbins``, without a sync.
-
-    ``"bincount"`` is the CPU default. On CUDA ``torch.bincount`` reads the maximum back to the host,
-    so ``"scatter"`` (integer scatter-add: exact and order-independent) is the default there, and
-    under ``torch.use_deterministic_algorithms(True)`` a sort with ``searchsorted`` bin edges
-    (``"matmul"`` names the confusion-matrix kernel, which falls back to it for plain histograms).
-    """
-    if method == "auto":
-        if codes.device.type == "cpu":
-            method = "bincount"
-        else:
-            method = "matmul" if torch.are_deterministic_algorithms_enabled() else "scatter"
-    if method == "bincount":
-        return torch.bincount(codes, minlength=nbins)
-    if method == "scatter":
-        out = torch.zeros(nbins, dtype=torch.int64, device=codes.device)
-        ones = torch.ones((), dtype=torch.int64, device=codes.device).expand(codes.numel())
-        return out.scatter_add_(0, codes.long(), ones)
-    if method == "matmul":
-        edges = torch.arange(nbins + 1, device=codes.device, dtype=codes.dtype)
-        return torch.searchsorted(codes.sort().values, edges).diff()
-    raise ValueError(f"`method` must be one of {list(COUNT_METHODS)}, got {method!r}.")
-
-
 def _matmul_confusion(rows: Tensor, cols: Tensor, nrows: int, ncols: int) -> Tensor:
     """``(nrows, ncols)`` int64 counts as one-hot(rows)^T @ one-hot(cols), chunked for exactness."""
     out = torch.zeros(nrows, ncols, dtype=torch.int64, device=rows.device)
@@ -110,7 +82,8 @@ def _matmul_confusion(rows: Tensor, cols: Tensor, nrows: int, ncols: int) -> Ten
         r = (rows[start : start + chunk, None] == row_ids).float()
         c = (cols[start : start + chunk, None] == col_ids).float()
         # 0/1 float32 (also TF32) inputs with float32 accumulation count exactly below 2**24.
-        out += (r.T @ c).round_().long()
+        with exact_integer_gemm(rows.device):
+            out += (r.T @ c).round_().long()
     return out
 
 

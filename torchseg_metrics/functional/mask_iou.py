@@ -31,9 +31,7 @@ around them (and only around them) on CUDA.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -48,6 +46,7 @@ from torchseg_metrics.functional.box_iou import (
     box_convert_to_xyxy,
     box_iou,
 )
+from torchseg_metrics.functional.counting import exact_integer_gemm
 
 MaskMethod = Literal["auto", "int8", "bytes", "matmul"]
 MASK_METHODS: tuple[str, ...] = ("auto", "int8", "bytes", "matmul")
@@ -109,25 +108,6 @@ def _resolve_method(method: str, device: torch.device) -> str:
     return method
 
 
-@contextlib.contextmanager
-def _exact_integer_gemm(device: torch.device) -> Iterator[None]:
-    """Suspend the deterministic-algorithms check around GEMMs whose results are exact integers.
-
-    Every partial sum of these GEMMs is an integer that the accumulator represents exactly, so any
-    summation order gives the same bits; cuBLAS is refused in deterministic mode only because of
-    possible float reordering. The previous setting (and ``warn_only``) is restored on exit.
-    """
-    if device.type == "cpu" or not torch.are_deterministic_algorithms_enabled():
-        yield
-        return
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(False)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(True, warn_only=warn_only)
-
-
 def _chunk_pixels(num_pixels: int, bytes_per_pixel: int, cap: int) -> int:
     chunk = _CHUNK_BYTES // max(bytes_per_pixel, 1)
     return max(1, min(num_pixels, cap, max(chunk, _MIN_CHUNK)))
@@ -180,7 +160,7 @@ def _matmul_intersections(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:
     g = gt.shape[1]
     out = torch.zeros(b, d, g + 1, dtype=torch.int64, device=det.device)
     chunk = _chunk_pixels(p, 4 * b * (d + g + 1), _FLOAT_MAX_PIXELS)
-    with _exact_integer_gemm(det.device):
+    with exact_integer_gemm(det.device):
         for start in range(0, p, chunk):  # a loop over fixed-size pixel chunks, not pixels
             stop = min(start + chunk, p)
             lhs = det[:, :, start:stop].to(torch.float32)
@@ -223,7 +203,7 @@ def _bytes_intersections(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor, Tenso
     det_part = torch.zeros(b, nd, ng, 8, dtype=torch.int64, device=dev)
     gt_part = torch.zeros(b, nd, ng, 8, dtype=torch.int64, device=dev)
     det_u8, gt_u8 = det.view(torch.uint8), gt.view(torch.uint8)
-    with _exact_integer_gemm(dev):
+    with exact_integer_gemm(dev):
         for start in range(0, p, chunk):  # fixed-size pixel chunks
             stop = min(start + chunk, p)
             dp = _pack_bits(det_u8[:, :, start:stop], nd)[:, :, None, :]  # (B, nd, 1, C)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from torchseg_metrics._checks import Found, check_same_device, check_tensor, fail, is_integer_dtype
-from torchseg_metrics.functional.confusion import CountMethod, count_codes
+from torchseg_metrics.functional.counting import CountMethod, count_codes
 
 #: Per-class scores of the image-aggregation state, in row order.
 MULTILABEL_SCORES = ("iou", "dice")

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from torchseg_metrics._checks import check_bool, check_choice, check_optional_int, check_positive_int
-from torchseg_metrics.functional.confusion import COUNT_METHODS, CountMethod, _confusion_matrix_update
+from torchseg_metrics.functional.confusion import _confusion_matrix_update
+from torchseg_metrics.functional.counting import COUNT_METHODS, CountMethod
 from torchseg_metrics.functional.scores import (
     MEAN_SCORES,
     PER_CLASS_SCORES,
