@@ -23,7 +23,7 @@ README = Path(__file__).with_name("README.md")
 
 
 def median_seconds(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, sync: bool = False) -> float:
-    """Median wall time of ``fn()`` over ``repeat`` runs after ``warmup`` runs (CUDA-synchronised if asked)."""
+    """Median wall time of ``fn()`` over ``repeat`` runs after ``warmup`` runs (CUDA-synced if asked)."""
     for _ in range(warmup):
         fn()
     times = []

@@ -72,11 +72,12 @@ class _MultilabelMetric(Metric):
         if per_image:
             scores = multilabel_scores(counts)
             stacked = torch.stack([scores[k] for k in MULTILABEL_SCORES], dim=1)  # (N, K, C)
-            self.image_sum.add_(stacked.nansum(0))
-            self.image_count.add_((~stacked.isnan()).sum(0))
+            # out of place: states may sit in memory shared between ddp_spawn ranks
+            self.image_sum = self.image_sum + stacked.nansum(0)
+            self.image_count = self.image_count + (~stacked.isnan()).sum(0)
             counts = counts.sum(0)
-        self.counts.add_(counts)
-        self.num_invalid.add_(invalid)
+        self.counts = self.counts + counts
+        self.num_invalid = self.num_invalid + invalid
 
     def compute(self) -> Tensor:
         """Per-class score ``(C,)`` with ``per_class=True``, else its NaN-skipping mean; float64."""

@@ -99,8 +99,10 @@ class _SemanticMetric(Metric):
             aggregation=self.aggregation,
             method=self.method,
         )
-        for name, value in increments.items():  # all checks passed: now mutate, in place
-            getattr(self, name).add_(value)
+        # all checks passed: now mutate. Out of place on purpose: under Lightning's ddp_spawn the
+        # initial states live in memory shared between ranks, where an in-place add counts twice.
+        for name, value in increments.items():
+            setattr(self, name, getattr(self, name) + value)
 
     def _all_scores(self) -> dict[str, Tensor]:
         stats = {name: getattr(self, name) for name in self._defaults}
