@@ -24,31 +24,35 @@ _MATMUL_MAX_ELEMENTS = 1 << 26
 def _row_col_codes(
     preds: Tensor, target: Tensor, num_classes: int, ignore_index: int | None
 ) -> tuple[Tensor, Tensor, int]:
-    """Per-pixel row code in ``[0, C + 1]`` and column code in ``[0, C]``, both int16/int32.
+    """Per-pixel row code in ``[0, C + 1]`` and column code in ``[0, C]``.
 
     Row codes: ``0..C-1`` a valid target, ``C`` a non-ignored target outside ``[0, C)``, ``C + 1``
     an ignored pixel (when ``ignore_index`` lies outside ``[0, C)``; an in-range ``ignore_index``
     keeps its own row, which the caller zeroes). Column codes: ``0..C-1`` or ``C`` for out-of-range.
+    Codes stay uint8 when both inputs are uint8 (the caller widens once), else int16/int32.
     """
     c = num_classes
     code_dtype = torch.int16 if (c + 2) * (c + 1) < 2**15 else torch.int32
     t, p = target.reshape(-1), preds.reshape(-1)
     outside = ignore_index is not None and not 0 <= ignore_index < c and _representable(ignore_index, t.dtype)
+    keep_bytes = t.dtype == p.dtype == torch.uint8 and c <= 253
     if t.dtype == torch.uint8 and c <= 253:
         # Byte arithmetic only: CPU comparisons producing bool run several times slower than
         # vectorised uint8 minimum/subtract, and the codes fit a byte until they are widened.
         rows = torch.minimum(t, _scalar(c, t))
         if outside:
-            ignored = (
-                torch.minimum(t - _scalar(ignore_index, t), _scalar(1, t)).neg_().add_(1)
-            )  # 1 iff ignored
-            rows = rows.add_(ignored)
-        rows = rows.to(code_dtype)
+            one = _scalar(1, t)
+            rows = rows.add_(
+                torch.minimum(t - _scalar(ignore_index, t), one).neg_().add_(one)
+            )  # +1 iff ignored
+        if not keep_bytes:
+            rows = rows.to(code_dtype)
     else:
         rows = _clamp_code(t, c, code_dtype)
         if outside:
             rows = rows.add_(t == ignore_index)  # ignored pixels sit at C after the clamp; move them to C + 1
-    return rows, _clamp_code(p, c, code_dtype), c + 2
+    cols = torch.minimum(p, _scalar(c, p)) if keep_bytes else _clamp_code(p, c, code_dtype)
+    return rows, cols, c + 2
 
 
 def _scalar(value: int, like: Tensor) -> Tensor:
@@ -126,7 +130,9 @@ def _confusion_matrix_update(
         else:
             full = _matmul_confusion(rows, cols, nrows, ncols)
     else:
-        codes = rows.to(torch.int32 if num_images > 1 else rows.dtype).mul_(ncols).add_(cols)
+        # uint8 codes widen once here; int16 (+ uint8) arithmetic is far cheaper than interleaving
+        code_dtype = torch.int32 if num_images > 1 or (nrows * ncols) >= 2**15 else torch.int16
+        codes = rows.to(code_dtype).mul_(ncols).add_(cols)
         nbins = nrows * ncols
         if num_images > 1:
             offsets = torch.arange(num_images, device=codes.device, dtype=torch.int32) * nbins
