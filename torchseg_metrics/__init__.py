@@ -6,6 +6,7 @@ panoptic quality, as ``torchmetrics.Metric`` classes with functional forms in
 """
 
 from torchseg_metrics.flatten import flatten_for_logging
+from torchseg_metrics.instance import MeanAveragePrecision
 from torchseg_metrics.multilabel import MultilabelDiceScore, MultilabelMeanIoU
 from torchseg_metrics.semantic import (
     ConfusionMatrix,
@@ -24,6 +25,7 @@ __all__ = [
     "DiceScore",
     "FrequencyWeightedIoU",
     "MeanAccuracy",
+    "MeanAveragePrecision",
     "MeanIoU",
     "MultilabelDiceScore",
     "MultilabelMeanIoU",

@@ -17,7 +17,8 @@ def flatten_for_logging(
 
     Example:
         >>> import torch
-        >>> flatten_for_logging({"miou": torch.tensor(0.5), "iou_per_class": torch.tensor([0.25, 0.75])}, ["sky", "road"])
+        >>> result = {"miou": torch.tensor(0.5), "iou_per_class": torch.tensor([0.25, 0.75])}
+        >>> flatten_for_logging(result, ["sky", "road"])
         {'miou': tensor(0.5000), 'iou_per_class/sky': tensor(0.2500), 'iou_per_class/road': tensor(0.7500)}
     """
     flat: dict[str, Tensor] = {}

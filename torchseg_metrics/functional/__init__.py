@@ -1,5 +1,7 @@
 """Functional forms of every metric and the kernels beneath them."""
 
+from torchseg_metrics.functional.box_iou import box_convert_to_xyxy, box_iou
+from torchseg_metrics.functional.mask_iou import mask_intersections, mask_iou, mask_iou_from_intersections
 from torchseg_metrics.functional.semantic import confusion_matrix
 from torchseg_metrics.functional.semantic_metrics import (
     dice_score,
@@ -11,9 +13,14 @@ from torchseg_metrics.functional.semantic_metrics import (
 )
 
 __all__ = [
+    "box_convert_to_xyxy",
+    "box_iou",
     "confusion_matrix",
     "dice_score",
     "frequency_weighted_iou",
+    "mask_intersections",
+    "mask_iou",
+    "mask_iou_from_intersections",
     "mean_accuracy",
     "mean_iou",
     "pixel_accuracy",

@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from torchseg_metrics._checks import check_choice, check_same_device, check_tensor, fail
+from torchseg_metrics._checks import Found, check_choice, check_same_device, check_tensor, fail
 
 BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
 BOX_FORMATS: tuple[str, ...] = ("xyxy", "xywh", "cxcywh")
@@ -29,9 +29,9 @@ __all__ = ["BOX_FORMATS", "BoxFormat", "box_convert_to_xyxy", "box_iou"]
 def _check_boxes(name: str, boxes: object) -> Tensor:
     boxes = check_tensor(name, boxes)
     if not boxes.dtype.is_floating_point:
-        fail(name, "a floating-point tensor of boxes", f"dtype {boxes.dtype}", TypeError)
+        fail(name, "a floating-point tensor of boxes", Found(f"dtype {boxes.dtype}"), TypeError)
     if boxes.ndim < 1 or boxes.shape[-1] != 4:
-        fail(name, "a tensor of shape (..., 4)", f"shape {tuple(boxes.shape)}")
+        fail(name, "a tensor of shape (..., 4)", Found(f"shape {tuple(boxes.shape)}"))
     return boxes
 
 
@@ -116,11 +116,11 @@ def box_iou(
     gt = _check_boxes("gt", gt)
     check_choice("box_format", box_format, BOX_FORMATS)
     if det.ndim != 3:
-        fail("det", "a tensor of shape (B, D, 4)", f"shape {tuple(det.shape)}")
+        fail("det", "a tensor of shape (B, D, 4)", Found(f"shape {tuple(det.shape)}"))
     if gt.ndim != 3:
-        fail("gt", "a tensor of shape (B, G, 4)", f"shape {tuple(gt.shape)}")
+        fail("gt", "a tensor of shape (B, G, 4)", Found(f"shape {tuple(gt.shape)}"))
     if det.shape[0] != gt.shape[0]:
-        fail("gt", f"a batch of {det.shape[0]} images like `det`", f"shape {tuple(gt.shape)}")
+        fail("gt", f"a batch of {det.shape[0]} images like `det`", Found(f"shape {tuple(gt.shape)}"))
     check_same_device(("det", "gt"), (det, gt))
     crowd = _check_crowd(gt_crowd, gt.shape[:2], det, gt)
     d = _to_xywh64(det, box_format)[:, :, None, :]  # (B, D, 1, 4)
@@ -142,8 +142,10 @@ def _check_crowd(gt_crowd: Tensor | None, expected: torch.Size, det: Tensor, gt:
         return None
     gt_crowd = check_tensor("gt_crowd", gt_crowd)
     if gt_crowd.dtype != torch.bool and (gt_crowd.dtype.is_floating_point or gt_crowd.dtype.is_complex):
-        fail("gt_crowd", "a bool or integer tensor", f"dtype {gt_crowd.dtype}", TypeError)
+        fail("gt_crowd", "a bool or integer tensor", Found(f"dtype {gt_crowd.dtype}"), TypeError)
     if gt_crowd.shape != expected:
-        fail("gt_crowd", f"a tensor of shape {tuple(expected)} (B, G)", f"shape {tuple(gt_crowd.shape)}")
+        fail(
+            "gt_crowd", f"a tensor of shape {tuple(expected)} (B, G)", Found(f"shape {tuple(gt_crowd.shape)}")
+        )
     check_same_device(("det", "gt", "gt_crowd"), (det, gt, gt_crowd))
     return gt_crowd if gt_crowd.dtype == torch.bool else gt_crowd != 0

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchseg_metrics._checks import check_choice, check_same_device, check_tensor, fail
+from torchseg_metrics._checks import Found, check_choice, check_same_device, check_tensor, fail
 from torchseg_metrics.functional.box_iou import (
     BOX_FORMATS,
     BoxFormat,
@@ -76,9 +76,9 @@ def _check_masks(det: object, gt: object) -> tuple[Tensor, Tensor]:
     gt = check_tensor("gt", gt)
     for name, x, letter in (("det", det, "D"), ("gt", gt, "G")):
         if x.dtype != torch.bool:
-            fail(name, "a bool tensor of masks", f"dtype {x.dtype}", TypeError)
+            fail(name, "a bool tensor of masks", Found(f"dtype {x.dtype}"), TypeError)
         if x.ndim != 4:
-            fail(name, f"a tensor of shape (B, {letter}, H, W)", f"shape {tuple(x.shape)}")
+            fail(name, f"a tensor of shape (B, {letter}, H, W)", Found(f"shape {tuple(x.shape)}"))
     if (gt.shape[0], *gt.shape[2:]) != (det.shape[0], *det.shape[2:]):
         b, _, h, w = det.shape
         fail("gt", f"of shape ({b}, G, {h}, {w}) to match `det` of shape {tuple(det.shape)}", tuple(gt.shape))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from torchseg_metrics._checks import check_bool, check_choice, check_positive_int, fail
+from torchseg_metrics._checks import Found, check_bool, check_choice, check_positive_int, fail
 from torchseg_metrics.io._json import read_json
 from torchseg_metrics.io.polygons import _polygon_runs
 from torchseg_metrics.io.rle import _expand_runs, _runs_from_rles
@@ -89,7 +89,7 @@ def _unique_ids(items: list[Any], what: str, name: str) -> dict[int, dict[str, A
         if not isinstance(item, dict) or not isinstance(item.get("id"), int):
             fail(f"{name}['{what}'][{i}]", "a dict with an integer 'id'", item)
         if item["id"] in out:
-            fail(f"{name}['{what}']", "entries with unique ids", f"id {item['id']} twice")
+            fail(f"{name}['{what}']", "entries with unique ids", Found(f"id {item['id']} twice"))
         out[item["id"]] = item
     return out
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from torchseg_metrics._checks import check_choice, check_positive_int, fail
+from torchseg_metrics._checks import Found, check_choice, check_positive_int, fail
 from torchseg_metrics.io._json import read_json
 
 __all__ = [
@@ -133,7 +133,7 @@ def read_panoptic_png(path: str | Path, *, name: str = "png") -> np.ndarray:
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"`{name}` must be a readable PNG image, got {str(p)!r} ({err}).") from None
     if arr.ndim != 3 or arr.shape[2] != 3:
-        fail(name, "an RGB panoptic PNG (id = R + 256 G + 256^2 B)", f"{str(p)!r} of mode {mode}")
+        fail(name, "an RGB panoptic PNG (id = R + 256 G + 256^2 B)", Found(f"{str(p)!r} of mode {mode}"))
     a = arr.astype(np.int64)
     return a[..., 0] + 256 * a[..., 1] + 65536 * a[..., 2]
 
@@ -148,7 +148,11 @@ def _annotations(data: Any, name: str) -> list[dict[str, Any]]:
         if not isinstance(ann, dict) or not all(k in ann for k in ("image_id", "file_name", "segments_info")):
             fail(f"{name}['annotations'][{i}]", "a dict with 'image_id', 'file_name', 'segments_info'", ann)
         if ann["image_id"] in seen:
-            fail(f"{name}['annotations']", "one entry per image id", f"image id {ann['image_id']!r} twice")
+            fail(
+                f"{name}['annotations']",
+                "one entry per image id",
+                Found(f"image id {ann['image_id']!r} twice"),
+            )
         seen.add(ann["image_id"])
         segs = ann["segments_info"]
         if not isinstance(segs, list) or not all(
@@ -224,7 +228,11 @@ def load_panoptic_files(
     by_id = {a["image_id"]: a for a in pred_anns}
     missing = [a["image_id"] for a in gt_anns if a["image_id"] not in by_id]
     if missing:
-        fail("pred_json", "a prediction for every ground-truth image", f"none for image ids {missing[:5]}")
+        fail(
+            "pred_json",
+            "a prediction for every ground-truth image",
+            Found(f"none for image ids {missing[:5]}"),
+        )
     return PanopticFiles(categories, gt_anns, by_id, Path(gt_dir), Path(pred_dir))
 
 
@@ -247,7 +255,7 @@ def _to_pairs(
         fail(
             f"{name}: {where}",
             "PNG segment ids listed in the JSON 'segments_info'",
-            f"ids {unknown[:5].tolist()}",
+            Found(f"ids {unknown[:5].tolist()}"),
         )
     seen = np.zeros(len(sorted_ids), bool)
     seen[pos[known]] = True
@@ -255,7 +263,7 @@ def _to_pairs(
         fail(
             f"{name}: {where}",
             "every JSON segment present in the PNG",
-            f"ids {sorted_ids[~seen][:5].tolist()} absent",
+            Found(f"ids {sorted_ids[~seen][:5].tolist()} absent"),
         )
     if gt_area == "json":
         json_area = np.array([s.get("area", -1) for s in segs], dtype=np.float64)[order]

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from torchseg_metrics._checks import fail
+from torchseg_metrics._checks import Found, fail
 
 __all__ = ["decode_rle", "encode_rle", "rle_counts_from_string", "rle_string_from_counts"]
 
@@ -194,7 +194,7 @@ def _runs_from_rles(
         fail(
             f"{names[i]}['counts']",
             f"run lengths summing to height*width = {int(want[i])}",
-            f"a sum of {int(sums[i])}",
+            Found(f"a sum of {int(sums[i])}"),
         )
     return counts, n_runs, sizes
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from torchseg_metrics._checks import check_positive_int, fail
+from torchseg_metrics._checks import Found, check_positive_int, fail
 
 __all__ = ["SemanticBatch", "iter_label_map_batches", "match_label_maps", "read_label_map"]
 
@@ -73,7 +73,9 @@ def read_label_map(path: str | Path, *, name: str = "label_map") -> np.ndarray:
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"`{name}` must be a readable PNG image, got {str(p)!r} ({err}).") from None
     if mode not in _MODES or arr.ndim != 2:
-        fail(name, "a single-channel label map (8/16-bit grey or palette)", f"{str(p)!r} of mode {mode}")
+        fail(
+            name, "a single-channel label map (8/16-bit grey or palette)", Found(f"{str(p)!r} of mode {mode}")
+        )
     return arr.astype(np.int64)
 
 
@@ -109,9 +111,15 @@ def match_label_maps(gt_dir: str | Path, pred_dir: str | Path) -> list[str]:
         fail("gt_dir", "a folder with PNG label maps", str(gt_dir))
     missing, extra = sorted(gt - pred), sorted(pred - gt)
     if missing:
-        fail("pred_dir", "a PNG for every ground-truth file", f"{len(missing)} missing, e.g. {missing[:3]}")
+        fail(
+            "pred_dir",
+            "a PNG for every ground-truth file",
+            Found(f"{len(missing)} missing, e.g. {missing[:3]}"),
+        )
     if extra:
-        fail("pred_dir", "only files that have a ground truth", f"{len(extra)} extra, e.g. {extra[:3]}")
+        fail(
+            "pred_dir", "only files that have a ground truth", Found(f"{len(extra)} extra, e.g. {extra[:3]}")
+        )
     return sorted(gt)
 
 

@@ -1,0 +1,350 @@
+"""COCO precision/recall/score arrays and the 12-number summary from per-detection match records.
+
+Reproduces pycocotools ``COCOeval.accumulate`` and ``summarize`` (cocoeval.py 315-493; spec A.5, A.6)
+in float64 on the records' device, vectorised over classes: records are sorted by (class, score
+descending) with a stable sort, so equal scores keep the order of the records (image order, then
+the order within the image), exactly like pycocotools' mergesort over the concatenated images.
+Segments (one per class) are handled with offsets, never with a loop over classes:
+
+* cumulative TP/FP counts are integer ``cumsum`` minus the count at the start of the segment;
+* the right-to-left running maximum of precision is a ``cummax`` of integer keys
+  ``segment * V + rank(precision)`` on the reversed order, which restarts at every segment;
+* pycocotools' ``searchsorted(recall, recThrs, side="left")`` becomes one batched ``searchsorted``
+  (side "left") on integer keys ``class * (N + 1) + tp``: recall ``tp / npig`` is monotone in the
+  integer ``tp``, so each recall threshold turns into the smallest ``tp`` whose float64 recall
+  reaches it, found by evaluating ``tp / npig >= r`` exactly as pycocotools does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+#: ``np.spacing(1)``: pycocotools adds it to the precision denominator.
+_EPS = 2.220446049250313e-16
+
+
+class CocoEvalArrays(NamedTuple):
+    """pycocotools' ``COCOeval.eval`` arrays (``-1`` where a class has no counted ground truth).
+
+    Attributes:
+        precision (Tensor[T, R, K, A, M] float64): interpolated precision.
+        recall (Tensor[T, K, A, M] float64): final recall.
+        scores (Tensor[T, R, K, A, M] float64): score at each recall threshold.
+        classes (Tensor[K] int64): the sorted class ids of the K axis.
+    """
+
+    precision: Tensor
+    recall: Tensor
+    scores: Tensor
+    classes: Tensor
+
+
+def _segment_bounds(sorted_ids: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Start and end of each id's run in a sorted id vector: two (K,) int64 tensors."""
+    ids = torch.arange(k, device=sorted_ids.device, dtype=sorted_ids.dtype)
+    start = torch.searchsorted(sorted_ids, ids, side="left")
+    end = torch.searchsorted(sorted_ids, ids, side="right")
+    return start, end
+
+
+def _segment_sums(values: Tensor, start: Tensor, end: Tensor) -> Tensor:
+    """Sums of integer ``values`` (N, ...) over the row ranges [start, end): (K, ...) int64."""
+    csum = torch.cat([values.new_zeros((1, *values.shape[1:]), dtype=torch.long), values.long().cumsum(0)])
+    return csum[end] - csum[start]
+
+
+def _min_count_reaching(thresholds: Tensor, denom: Tensor) -> Tensor:
+    """Smallest integer ``c`` with ``c / n >= r`` in float64 (as pycocotools compares), per (n, r): (K, R).
+
+    Float64 division is monotone in ``c``, and the answer lies within one of ``floor(r * n)``.
+    """
+    base = torch.floor(thresholds[None, :] * denom[:, None]).long()  # (K, R)
+    cand = base[..., None] + torch.arange(-1, 3, device=denom.device)  # (K, R, 4), increasing
+    cand = cand.clamp(min=0)
+    reach = cand.double() / denom[:, None, None] >= thresholds[None, :, None]
+    return torch.where(reach, cand, torch.iinfo(torch.long).max // 4).amin(-1)
+
+
+def _dense_rank(values: Tensor) -> tuple[Tensor, Tensor]:
+    """Sorted distinct values and the index of each value among them (ranks compare like the values)."""
+    distinct, inverse = torch.unique(values, sorted=True, return_inverse=True)
+    return distinct, inverse
+
+
+def _coco_accumulate(
+    scores: Tensor,
+    labels: Tensor,
+    rank: Tensor,
+    matched: Tensor,
+    ignored: Tensor,
+    gt_labels: Tensor,
+    gt_counted: Tensor,
+    rec_thresholds: Tensor,
+    max_dets: Sequence[int],
+    *,
+    precision_eps: bool = True,
+) -> CocoEvalArrays:
+    """Precision, recall and score arrays from match records, like ``COCOeval.accumulate``.
+
+    Args:
+        scores (Tensor[N] float): detection scores, records in image order (then in-image score order).
+        labels (Tensor[N] int64): detection classes.
+        rank (Tensor[N] int64): rank of each detection within its (image, class) cell.
+        matched (Tensor[N, T, A] bool): matched at each IoU threshold and area range.
+        ignored (Tensor[N, T, A] bool): ignored at each IoU threshold and area range.
+        gt_labels (Tensor[Ng] int64): ground-truth classes.
+        gt_counted (Tensor[Ng, A] bool): the ground truth counts in range ``a`` (not crowd, area in range).
+        rec_thresholds (Tensor[R] float64): recall thresholds.
+        max_dets: the sorted ``maxDets`` (M values); a detection counts for ``m`` when ``rank < m``.
+        precision_eps: add ``np.spacing(1)`` to the precision denominator as pycocotools does
+            (``False`` gives faster-coco-eval's ``tp / (tp + fp)``, 0 when both are 0).
+
+    Returns:
+        :class:`CocoEvalArrays` with K = the sorted union of detection and ground-truth classes.
+
+    Example:
+        >>> arrays = _coco_accumulate(
+        ...     torch.tensor([0.9, 0.8], dtype=torch.float64), torch.tensor([0, 0]), torch.tensor([0, 1]),
+        ...     torch.tensor([[[True]], [[False]]]), torch.zeros(2, 1, 1, dtype=torch.bool),
+        ...     torch.tensor([0, 0]), torch.ones(2, 1, dtype=torch.bool),
+        ...     torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64), [100])
+        >>> arrays.precision[0, :, 0, 0, 0].tolist(), arrays.recall[0, 0, 0, 0].item()
+        ([0.9999999999999998, 0.9999999999999998, 0.0], 0.5)
+    """
+    device = scores.device
+    n, t, a = matched.shape
+    r, m_count = rec_thresholds.shape[0], len(max_dets)
+    classes = torch.unique(torch.cat([labels, gt_labels]))
+    k = classes.numel()
+    precision = torch.full((t, r, k, a, m_count), -1.0, dtype=torch.float64, device=device)
+    recall = torch.full((t, k, a, m_count), -1.0, dtype=torch.float64, device=device)
+    score_arr = torch.full((t, r, k, a, m_count), -1.0, dtype=torch.float64, device=device)
+    if k == 0:
+        return CocoEvalArrays(precision, recall, score_arr, classes)
+
+    gcls = torch.searchsorted(classes, gt_labels)
+    gorder = torch.sort(gcls, stable=True)
+    gstart, gend = _segment_bounds(gorder.values, k)
+    npig = _segment_sums(gt_counted[gorder.indices], gstart, gend)  # (K, A)
+
+    cls = torch.searchsorted(classes, labels)
+    order = torch.sort(-scores.double(), stable=True).indices
+    order = order[torch.sort(cls[order], stable=True).indices]
+    cls_s, score_s, rank_s = cls[order], scores.double()[order], rank[order]
+    counted = ~ignored[order]
+    tp_all, fp_all = matched[order] & counted, ~matched[order] & counted  # (N, T, A)
+    start, end = _segment_bounds(cls_s, k)
+    pos = torch.arange(n, device=device)
+    seg_start = start[cls_s]
+    last_seg = (k - 1 - cls_s)[:, None]
+
+    for mi, max_det in enumerate(max_dets):
+        included = rank_s < max_det
+        # first included record at or after each position (only differs at a segment start, for r <= 0)
+        nxt = torch.where(included, pos, n).flip(0).cummin(0).values.flip(0)
+        nxt = torch.cat([nxt, nxt.new_full((1,), n)])
+        for ai in range(a):  # A x M iterations bound memory to (N, T); classes stay vectorised
+            tp_c = torch.cat(
+                [
+                    tp_all.new_zeros((1, t), dtype=torch.long),
+                    (tp_all[:, :, ai] & included[:, None]).long().cumsum(0),
+                ]
+            )
+            fp_c = torch.cat(
+                [tp_c.new_zeros((1, t)), (fp_all[:, :, ai] & included[:, None]).long().cumsum(0)]
+            )
+            tp_rel = tp_c[1:] - tp_c[seg_start]  # (N, T) int64, cumulative within each class
+            tp = tp_rel.double()
+            fp = (fp_c[1:] - fp_c[seg_start]).double()
+            n_pos = npig[:, ai]
+            has_gt = n_pos > 0
+            denom = n_pos.clamp(min=1).double()
+            if precision_eps:
+                pr = tp / (fp + tp + _EPS)
+            else:
+                pr = torch.where(tp + fp > 0, tp / (fp + tp).clamp(min=1), torch.zeros_like(tp))
+            # right-to-left running max restarted at every class segment
+            distinct, inv = _dense_rank(pr)
+            keys = last_seg * distinct.numel() + inv
+            env = distinct[(keys.flip(0).cummax(0).values.flip(0)) % distinct.numel()]
+            # first position with rc = tp / npig >= r inside each class segment: rc is monotone in the
+            # integer tp, so search the smallest tp whose float64 recall reaches r, on integer keys
+            need = _min_count_reaching(rec_thresholds, denom)  # (K, R) int64
+            flat = cls_s[None, :] * (n + 1) + tp_rel.T  # (T, N), non-decreasing along N
+            query = (torch.arange(k, device=device)[:, None] * (n + 1) + need).reshape(1, -1).expand(t, -1)
+            hit = torch.searchsorted(flat.contiguous(), query.contiguous(), side="left").reshape(t, k, r)
+            idx = nxt[hit.clamp(max=n)]
+            ok = idx < end[None, :, None]
+            safe = idx.clamp(max=max(n - 1, 0))
+            col = torch.arange(t, device=device)[:, None, None].expand_as(safe)
+            q = (
+                torch.where(ok, env[safe, col], 0.0)
+                if n
+                else torch.zeros((t, k, r), dtype=torch.float64, device=device)
+            )
+            ss = torch.where(ok, score_s[safe], 0.0) if n else torch.zeros_like(q)
+            tp_total = (tp_c[end] - tp_c[start]).double()  # (K, T)
+            rec = (tp_total / denom[:, None]).T  # (T, K)
+            keep = has_gt[None, :]
+            recall[:, :, ai, mi] = torch.where(keep, rec, -1.0)
+            precision[:, :, :, ai, mi] = torch.where(keep[:, :, None], q, -1.0).permute(0, 2, 1)
+            score_arr[:, :, :, ai, mi] = torch.where(keep[:, :, None], ss, -1.0).permute(0, 2, 1)
+    return CocoEvalArrays(precision, recall, score_arr, classes)
+
+
+def _mean_valid(values: Tensor) -> np.ndarray:
+    """Row means of the entries ``> -1`` of a (rows, n) array, ``-1`` for rows without any.
+
+    pycocotools takes ``np.mean(s[s > -1])``; numpy sums with its pairwise summation, so the mean is
+    taken with numpy on the host (a few thousand values) to match it bit for bit rather than to 1 ulp
+    (a lone perfect detection then gives 0.9999999999999998, as in pycocotools).
+    Each row is either entirely ``-1`` or free of it for the per-class reductions; the 12 summary
+    numbers use one row.
+    """
+    x = values.detach().to("cpu", torch.float64).numpy()
+    if x.shape[0] == 1:  # one flat selection, as pycocotools' ``summarize`` takes it
+        row = x[0][x[0] > -1]
+        return np.array([np.mean(row) if row.size else -1.0])
+    out = np.full(x.shape[0], -1.0)
+    valid = (x > -1).all(axis=1) & (x.shape[1] > 0)
+    if valid.any():  # rows of a C-contiguous array reduce exactly like separate 1-d arrays
+        out[valid] = np.mean(np.ascontiguousarray(x[valid]), axis=1)
+    return out
+
+
+def coco_summary_from_arrays(
+    precision: Tensor, recall: Tensor, iou_thresholds: Tensor, max_dets: Sequence[int]
+) -> Tensor:
+    """pycocotools' 12 ``COCOeval.stats`` from the accumulated arrays.
+
+    Args:
+        precision (Tensor[T, R, K, A, M] float64): from :func:`_coco_accumulate` (A = COCO's 4 ranges).
+        recall (Tensor[T, K, A, M] float64): from :func:`_coco_accumulate`.
+        iou_thresholds (Tensor[T] float64): the thresholds; AP50/AP75 select ``== 0.5`` / ``== 0.75``.
+        max_dets: the sorted three ``maxDets``.
+
+    Returns:
+        Tensor[12] float64: AP, AP50, AP75, APs, APm, APl, AR@maxDets[0..2], ARs, ARm, ARl.
+
+    Aggregation:
+        Each number is one flat mean over (thresholds, recall thresholds, classes) of the entries
+        that are not ``-1``, not a mean of per-class means; ``-1`` if nothing remains. Stat 0 uses
+        ``maxDets == 100`` literally (pycocotools quirk), so it is ``-1`` if 100 is not in ``max_dets``.
+
+    Example:
+        >>> p = torch.full((10, 101, 1, 4, 3), 0.5, dtype=torch.float64)
+        >>> rc = torch.full((10, 1, 4, 3), 0.25, dtype=torch.float64)
+        >>> thr = torch.tensor([0.5 + 0.05 * i for i in range(10)], dtype=torch.float64)
+        >>> coco_summary_from_arrays(p, rc, thr, [1, 10, 100])[[0, 8]].tolist()
+        [0.5, 0.25]
+    """
+    dev = precision.device
+    md = list(max_dets)
+    m_idx = torch.tensor(md, device=dev)
+    all_t = torch.ones_like(iou_thresholds, dtype=torch.bool)
+
+    def stat(ap: bool, t_sel: Tensor, area: int, max_det: int) -> float:
+        m_sel = m_idx == max_det
+        s = precision[:, :, :, area][..., m_sel][t_sel] if ap else recall[:, :, area][..., m_sel][t_sel]
+        return float(_mean_valid(s.reshape(1, -1))[0])
+
+    t50, t75 = iou_thresholds == 0.5, iou_thresholds == 0.75
+    stats = [
+        stat(True, all_t, 0, 100),
+        stat(True, t50, 0, md[2]),
+        stat(True, t75, 0, md[2]),
+        stat(True, all_t, 1, md[2]),
+        stat(True, all_t, 2, md[2]),
+        stat(True, all_t, 3, md[2]),
+        stat(False, all_t, 0, md[0]),
+        stat(False, all_t, 0, md[1]),
+        stat(False, all_t, 0, md[2]),
+        stat(False, all_t, 1, md[2]),
+        stat(False, all_t, 2, md[2]),
+        stat(False, all_t, 3, md[2]),
+    ]
+    return torch.tensor(stats, dtype=torch.float64, device=dev)
+
+
+def per_class_from_arrays(
+    precision: Tensor, recall: Tensor, max_dets: Sequence[int]
+) -> tuple[Tensor, Tensor]:
+    """Per-class AP (stat 0 restricted to one class) and AR at ``max_dets[2]`` (stat 8), like torchmetrics.
+
+    Args:
+        precision (Tensor[T, R, K, A, M] float64): accumulated precision.
+        recall (Tensor[T, K, A, M] float64): accumulated recall.
+        max_dets: the sorted three ``maxDets``.
+
+    Returns:
+        Two Tensor[K] float64: AP over all thresholds at ``maxDets == 100`` (area "all"), and AR at
+        ``max_dets[2]``; ``-1`` for a class without counted ground truth.
+
+    Example:
+        >>> p = torch.full((2, 3, 2, 4, 3), 0.5, dtype=torch.float64); p[:, :, 1] = -1
+        >>> rc = torch.full((2, 2, 4, 3), 0.25, dtype=torch.float64)
+        >>> [x.tolist() for x in per_class_from_arrays(p, rc, [1, 10, 100])]
+        [[0.5, -1.0], [0.25, 0.25]]
+    """
+    m_idx = torch.tensor(list(max_dets), device=precision.device)
+    s = precision[:, :, :, 0][..., m_idx == 100]  # (T, R, K, m)
+    ap = _mean_valid(s.permute(2, 0, 1, 3).reshape(s.shape[2], -1))
+    rc = recall[:, :, 0][..., m_idx == max_dets[2]]  # (T, K, m)
+    ar = _mean_valid(rc.permute(1, 0, 2).reshape(rc.shape[1], -1))
+    return torch.from_numpy(ap).to(precision.device), torch.from_numpy(ar).to(precision.device)
+
+
+def ious_by_cell(
+    ious: Tensor,
+    counts: Tensor,
+    det_labels: Tensor,
+    det_rank: Tensor,
+    gt_labels: Tensor,
+    classes: Tensor,
+    max_det: int,
+) -> dict[tuple[int, int], Tensor | list]:
+    """pycocotools' ``COCOeval.ious`` dict from per-image IoU blocks (torchmetrics' ``ious`` output).
+
+    Args:
+        ious (Tensor[P] float64): each image's (detections x ground truths) IoU block, flattened,
+            detections in per-image score order, ground truths in input order.
+        counts (Tensor[I, 2] int64): detections and ground truths of each image.
+        det_labels (Tensor[N] int64): detection classes, in the same order as the blocks' rows.
+        det_rank (Tensor[N] int64): rank within the (image, class) cell.
+        gt_labels (Tensor[Ng] int64): ground-truth classes.
+        classes (Tensor[K] int64): every class id.
+        max_det: detections kept per cell (``maxDets[-1]``).
+
+    Returns:
+        ``{(image index, class id): Tensor[n_det, n_gt] float64}`` for cells with both detections and
+        ground truths, ``[]`` for every other (image, class) pair, as pycocotools stores it.
+
+    Example:
+        >>> blocks, counts = torch.tensor([0.5, 0.0], dtype=torch.float64), torch.tensor([[1, 2]])
+        >>> zero, both = torch.tensor([0]), torch.tensor([0, 1])
+        >>> out = ious_by_cell(blocks, counts, zero, zero, both, both, 100)
+        >>> out[(0, 0)], out[(0, 1)]
+        (tensor([[0.5000]], dtype=torch.float64), [])
+    """
+    n_det, n_gt = counts[:, 0].tolist(), counts[:, 1].tolist()
+    class_ids = classes.tolist()
+    out: dict[tuple[int, int], Tensor | list] = {}
+    blocks = torch.split(ious, [d * g for d, g in zip(n_det, n_gt, strict=True)])
+    det_l, det_r = torch.split(det_labels, n_det), torch.split(det_rank, n_det)
+    gt_l = torch.split(gt_labels, n_gt)
+    for i, block in enumerate(blocks):  # a dict of per-cell tensors is built on the host, cell by cell
+        out.update({(i, c): [] for c in class_ids})
+        if n_det[i] == 0 or n_gt[i] == 0:
+            continue
+        matrix = block.reshape(n_det[i], n_gt[i])
+        for c in torch.unique(det_l[i]).tolist():
+            rows = (det_l[i] == c) & (det_r[i] < max_det)
+            cols = gt_l[i] == c
+            if bool(cols.any()):
+                out[(i, c)] = matrix[rows][:, cols]
+    return out

@@ -1,0 +1,387 @@
+"""COCO-exact instance mask and box AP/AR as a ``torchmetrics.Metric``: :class:`MeanAveragePrecision`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities.data import dim_zero_cat
+from torchmetrics.utilities.distributed import gather_all_tensors
+
+from torchseg_metrics._checks import check_bool, check_choice, fail
+from torchseg_metrics.functional.box_iou import BOX_FORMATS
+from torchseg_metrics.functional.coco_accumulate import (
+    CocoEvalArrays,
+    _coco_accumulate,
+    coco_summary_from_arrays,
+    ious_by_cell,
+    per_class_from_arrays,
+)
+from torchseg_metrics.functional.coco_matching import (
+    _coco_match_update,
+    _pack_match_flags,
+    _unpack_match_flags,
+)
+from torchseg_metrics.functional.coco_params import (
+    COCO_AREA_RANGES,
+    COCO_IOU_THRESHOLDS,
+    COCO_REC_THRESHOLDS,
+    max_detections_tuple,
+    thresholds_tensor,
+)
+from torchseg_metrics.instance_inputs import _assemble_batch, _check_instance_inputs
+
+_NO_IMAGE = 2**62  # "no offending image" in the min-reduced value-check states
+_STAT_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
+_AR_NAMES = ("mar_small", "mar_medium", "mar_large")
+
+
+class MeanAveragePrecision(Metric):
+    """COCO mean average precision and recall for instance masks or boxes, equal to pycocotools.
+
+    A drop-in for ``torchmetrics.detection.MeanAveragePrecision`` (same arguments, inputs and
+    output keys) that matches on the input's device in ``update()`` and keeps only compact
+    per-detection records, never masks. Numbers equal pycocotools ``COCOeval`` (``stats``, per-class
+    AP/AR and the ``precision``/``recall``/``scores`` arrays) to 1e-12; they are float64 tensors.
+
+    Inputs of ``update(preds, target)``, one dict per image:
+
+    - ``preds[i]``: ``masks`` (Tensor[N, H, W] bool, ``iou_type="segm"``) or ``boxes`` (Tensor[N, 4]
+      float in ``box_format``, ``iou_type="bbox"``), ``scores`` (Tensor[N] float), ``labels``
+      (Tensor[N] int).
+    - ``target[i]``: ``masks`` (Tensor[G, H, W] bool, same H, W) or ``boxes`` (Tensor[G, 4]),
+      ``labels`` (Tensor[G] int), optional ``iscrowd`` (Tensor[G] int/bool), optional ``area``
+      (Tensor[G]; default: mask pixel count, or box area).
+
+    Rules (spec A): detections are stable-sorted by score within their image (equal scores keep
+    the given order) and the first ``max_detection_thresholds[-1]`` of each (image, class) take
+    part; crowd IoU is intersection over detection area; the detection area (for the area ranges)
+    is the mask pixel count (or box area). The order in which images reach ``update()`` plays the
+    role of pycocotools' sorted image ids: equal scores across images rank the earlier image first.
+    Under DDP the order is (rank, image order within the rank), so the result equals one process
+    that saw rank 0's images, then rank 1's, and so on.
+
+    State (``"cat"`` records, no masks): per detection its score (float64, exact for any float
+    input), class (int64), rank in its (image, class) cell (int32) and matched/ignored bits for every
+    (IoU threshold, area range) pair (10 bytes for 10 x 4): 30 bytes with the defaults; per ground
+    truth its class and one byte of "counted in area range" bits. ``update()`` reads no value back to
+    the host for tensors off the CPU with the default ``matching``; ``extended_summary`` also keeps
+    each image's (detections x ground truths) IoU block for the ``ious`` output.
+
+    Aggregation:
+        Dataset-level, as pycocotools: one precision/recall curve per (class, IoU threshold, area
+        range, max detections) over all images; AP is one flat mean over thresholds, recall
+        thresholds and classes of the entries that are not ``-1`` (a class without counted ground
+        truth is ``-1`` and left out; ``-1`` if nothing remains). ``average="micro"`` pools all
+        classes into one before matching, as torchmetrics does.
+
+    Args:
+        box_format: ``"xyxy"``, ``"xywh"`` or ``"cxcywh"`` for ``boxes``.
+        iou_type: ``"segm"`` or ``"bbox"`` (torchmetrics' default ``"bbox"``).
+        iou_thresholds: IoU thresholds; default numpy's ``linspace(0.5, 0.95, 10)`` bit for bit.
+        rec_thresholds: recall thresholds; default numpy's ``linspace(0, 1, 101)`` bit for bit.
+        max_detection_thresholds: three max-detection values, default ``[1, 10, 100]`` (sorted).
+        class_metrics: also return ``map_per_class`` and ``mar_{max}_per_class``.
+        extended_summary: also return the ``precision`` (T, R, K, A, M), ``recall`` (T, K, A, M) and
+            ``scores`` (T, R, K, A, M) arrays.
+        average: ``"macro"`` (per class, COCO) or ``"micro"`` (all classes pooled).
+        backend: accepted for compatibility and ignored (there is one exact implementation).
+        precision_eps: keep pycocotools' ``np.spacing(1)`` in the precision denominator (a lone
+            perfect detection gives AP 0.9999999999999998); ``False`` gives faster-coco-eval's 1.0.
+        matching: ``"auto"`` (``"parallel"`` on the CPU, ``"sequential"`` elsewhere), ``"parallel"``
+            (fixed-point rounds, fastest; one flag read per round, a sync on CUDA) or
+            ``"sequential"`` (one step per detection rank, never syncs).
+        kwargs: ``torchmetrics.Metric`` keyword arguments.
+
+    Raises:
+        ValueError: for an unknown option (with a "did you mean" hint), thresholds outside [0, 1] or
+            not three max detections; in ``update()`` for empty or unequal lists, missing keys, bad
+            shapes or image sizes, NaN scores or negative labels (naming the image index and key; for
+            tensors off the CPU, NaN scores and negative labels are reported by ``compute()``).
+        TypeError: for arguments or tensors of the wrong type or dtype.
+
+    Example:
+        >>> preds = [{"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]), "scores": torch.tensor([0.9]),
+        ...           "labels": torch.tensor([1])}]
+        >>> target = [{"boxes": torch.tensor([[0.0, 0.0, 10.0, 8.0]]), "labels": torch.tensor([1])}]
+        >>> metric = MeanAveragePrecision(iou_type="bbox")
+        >>> metric.update(preds, target)
+        >>> result = metric.compute()
+        >>> round(result["map"].item(), 4), result["map_50"].item(), result["classes"].item()
+        (0.7, 0.9999999999999999, 1)
+    """
+
+    is_differentiable: ClassVar[bool] = False
+    #: Read values (NaN scores, negative labels) in ``update()``; ``None``: only for CPU inputs.
+    _read_values_on_host: bool | None = None
+    higher_is_better: ClassVar[bool] = True
+    full_state_update: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
+        iou_type: Literal["bbox", "segm"] = "bbox",
+        iou_thresholds: Sequence[float] | None = None,
+        rec_thresholds: Sequence[float] | None = None,
+        max_detection_thresholds: Sequence[int] | None = None,
+        class_metrics: bool = False,
+        extended_summary: bool = False,
+        average: Literal["macro", "micro"] = "macro",
+        backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
+        *,
+        precision_eps: bool = True,
+        matching: Literal["auto", "parallel", "sequential"] = "auto",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_choice("box_format", box_format, BOX_FORMATS)
+        if isinstance(iou_type, tuple) and len(iou_type) == 1:
+            iou_type = iou_type[0]
+        check_choice("iou_type", iou_type, ["bbox", "segm"])
+        check_choice("average", average, ["macro", "micro"])
+        check_choice("backend", backend, ["pycocotools", "faster_coco_eval"])
+        check_choice("matching", matching, ["auto", "parallel", "sequential"])
+        self.box_format, self.iou_type, self.average, self.backend = box_format, iou_type, average, backend
+        self.class_metrics = check_bool("class_metrics", class_metrics)
+        self.extended_summary = check_bool("extended_summary", extended_summary)
+        self.precision_eps = check_bool("precision_eps", precision_eps)
+        self.matching = matching
+        iou_thr = thresholds_tensor("iou_thresholds", iou_thresholds, COCO_IOU_THRESHOLDS)
+        rec_thr = thresholds_tensor("rec_thresholds", rec_thresholds, COCO_REC_THRESHOLDS)
+        self.iou_thresholds: list[float] = iou_thr.tolist()
+        self.rec_thresholds: list[float] = rec_thr.tolist()
+        self.max_detection_thresholds: list[int] = list(max_detections_tuple(max_detection_thresholds))
+        self.register_buffer("_iou_thr", iou_thr, persistent=False)
+        self.register_buffer("_rec_thr", rec_thr, persistent=False)
+        self.register_buffer(
+            "_area_rng", torch.tensor(COCO_AREA_RANGES, dtype=torch.float64), persistent=False
+        )
+        t, a = len(self.iou_thresholds), len(COCO_AREA_RANGES)
+        width = -(-2 * t * a // 8)
+        # per detection: score, class, rank in its (image, class) cell, packed matched/ignored bits
+        self._records: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {
+            "det_scores": (torch.float64, ()),
+            "det_labels": (torch.long, ()),
+            "det_rank": (torch.int32, ()),
+            "det_flags": (torch.uint8, (width,)),
+            "gt_labels": (torch.long, ()),
+            "gt_flags": (torch.uint8, ()),
+        }
+        if self.extended_summary:  # opt-in, O(detections x ground truths) per image: the ``ious`` output
+            self._records.update({"ext_ious": (torch.float64, ()), "ext_counts": (torch.long, (2,))})
+        if average == "micro" and self.class_metrics:  # per-class numbers need per-class matching too
+            self._records.update(
+                {"det_rank_class": (torch.int32, ()), "det_flags_class": (torch.uint8, (width,))}
+            )
+        for name in self._records:
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+        self.add_state("num_images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        # the matching parameters, so that MetricCollection never merges metrics that match differently
+        config = [*self.iou_thresholds, self.max_detection_thresholds[-1], float(average == "micro")]
+        self.add_state(
+            "matching_config", default=torch.tensor(config, dtype=torch.float64), dist_reduce_fx="max"
+        )
+        self.add_state("nan_score_image", default=torch.tensor(_NO_IMAGE), dist_reduce_fx="min")
+        self.add_state("negative_label_image", default=torch.tensor(_NO_IMAGE), dist_reduce_fx="min")
+
+    def update(self, preds: Sequence[Mapping[str, Tensor]], target: Sequence[Mapping[str, Tensor]]) -> None:
+        """Match one batch of images and append its records (see the class docstring for inputs).
+
+        Raises:
+            ValueError, TypeError: as listed in the class docstring; the state is then unchanged.
+        """
+        _check_instance_inputs(preds, target, self.iou_type, read_values=self._read_values_on_host)
+        batch = _assemble_batch(preds, target, self.iou_type, self.box_format, pool_labels=False)
+        device = batch.ious.device
+        b, d = batch.det_scores.shape
+        g = batch.gt_labels.shape[1]
+        thr, area_rng = self._iou_thr.to(device), self._area_rng.to(device)
+        max_det = self.max_detection_thresholds[-1]
+
+        def match(pooled: bool) -> Any:
+            labels = torch.zeros_like(batch.det_labels) if pooled else batch.det_labels
+            gt_labels = torch.zeros_like(batch.gt_labels) if pooled else batch.gt_labels
+            return _coco_match_update(
+                batch.ious, batch.det_scores, labels, batch.det_valid, batch.det_area, gt_labels,
+                batch.gt_valid, batch.gt_crowd, batch.gt_area, thr, area_rng, max_det,
+                method=self._method(device),
+            )  # fmt: skip
+
+        main = match(self.average == "micro")
+        # records of the real detections and ground truths, flattened in (image, sorted) order
+        det_idx = torch.cat([torch.arange(n, device=device) + i * d for i, n in enumerate(batch.num_dets)])
+        gt_idx = torch.cat([torch.arange(n, device=device) + i * g for i, n in enumerate(batch.num_gts)])
+
+        def take(x: Tensor, idx: Tensor, width: int) -> Tensor:
+            return x.reshape(b * width, *x.shape[2:]).index_select(0, idx)
+
+        new = {
+            "det_scores": take(batch.det_scores.gather(1, main.order), det_idx, d),
+            "det_labels": take(batch.det_labels.gather(1, main.order), det_idx, d),
+            "det_rank": take(main.rank.clamp(max=max_det), det_idx, d).int(),
+            "det_flags": _pack_match_flags(take(main.matched, det_idx, d), take(main.ignored, det_idx, d)),
+            "gt_labels": take(batch.gt_labels, gt_idx, g),
+        }
+        bits = 2 ** torch.arange(area_rng.shape[0], device=device)
+        new["gt_flags"] = (take(main.gt_counted, gt_idx, g).long() * bits).sum(-1).to(torch.uint8)
+        if "det_flags_class" in self._records:
+            per_class = match(False)  # same score order as ``main``: only the labels differ
+            new["det_rank_class"] = take(per_class.rank.clamp(max=max_det), det_idx, d).int()
+            new["det_flags_class"] = _pack_match_flags(
+                take(per_class.matched, det_idx, d), take(per_class.ignored, det_idx, d)
+            )
+        if "ext_ious" in self._records:
+            sorted_ious = batch.ious.gather(1, main.order[:, :, None].expand(b, d, g))
+            new["ext_ious"] = torch.cat(
+                [
+                    sorted_ious[i, :nd, :ng].reshape(-1)
+                    for i, (nd, ng) in enumerate(zip(batch.num_dets, batch.num_gts, strict=True))
+                ]
+            )
+            # host-known counts: a small host-to-device copy, only with extended_summary
+            new["ext_counts"] = torch.tensor([batch.num_dets, batch.num_gts]).T.to(device)
+        host_checked = (
+            device.type == "cpu" if self._read_values_on_host is None else self._read_values_on_host
+        )
+        if not host_checked:  # value checks without a sync: remember the first offending image
+            image = self.num_images + torch.arange(b, device=device)
+            nan = (torch.isnan(batch.det_scores) & batch.det_valid).any(1)
+            neg = ((batch.det_labels < 0) & batch.det_valid).any(1) | (
+                (batch.gt_labels < 0) & batch.gt_valid
+            ).any(1)
+            self.nan_score_image = torch.minimum(
+                self.nan_score_image, torch.where(nan, image, _NO_IMAGE).min()
+            )
+            self.negative_label_image = torch.minimum(
+                self.negative_label_image, torch.where(neg, image, _NO_IMAGE).min()
+            )
+        for name, value in new.items():
+            getattr(self, name).append(value)
+        self.num_images = self.num_images + b  # out of place: states may be shared under ddp_spawn
+
+    def _method(self, device: torch.device) -> str:
+        if self.matching == "auto":
+            return "parallel" if device.type == "cpu" else "sequential"
+        return self.matching
+
+    def _cat(self, name: str) -> Tensor:
+        value = getattr(self, name)
+        if isinstance(value, Tensor):
+            return value
+        if not value:
+            dtype, tail = self._records[name]
+            return torch.zeros((0, *tail), dtype=dtype, device=self.device)
+        return dim_zero_cat(value)
+
+    def _sync_dist(
+        self, dist_sync_fn: Callable = gather_all_tensors, process_group: Any | None = None
+    ) -> None:
+        """Give a rank without records empty tensors of the right dtype and width before gathering."""
+        for name, (dtype, tail) in self._records.items():
+            if isinstance(getattr(self, name), list) and not getattr(self, name):
+                setattr(self, name, [torch.zeros((0, *tail), dtype=dtype, device=self.device)])
+        super()._sync_dist(dist_sync_fn, process_group)
+
+    def _arrays(self, per_class: bool) -> tuple[CocoEvalArrays, Tensor]:
+        """Accumulated arrays (micro or per class) and the class ids seen."""
+        t, a = len(self.iou_thresholds), len(COCO_AREA_RANGES)
+        suffix = "_class" if per_class and "det_flags_class" in self._records else ""
+        labels, gt_labels = self._cat("det_labels"), self._cat("gt_labels")
+        classes = torch.unique(torch.cat([labels, gt_labels]))
+        if self.average == "micro" and not per_class:
+            labels, gt_labels = torch.zeros_like(labels), torch.zeros_like(gt_labels)
+        matched, ignored = _unpack_match_flags(self._cat("det_flags" + suffix), t, a)
+        shifts = torch.arange(a, device=gt_labels.device)
+        gt_counted = ((self._cat("gt_flags")[:, None].long() >> shifts) & 1).bool()
+        arrays = _coco_accumulate(
+            self._cat("det_scores"), labels, self._cat("det_rank" + suffix).long(), matched, ignored,
+            gt_labels, gt_counted, self._rec_thr.to(labels.device), self.max_detection_thresholds,
+            precision_eps=self.precision_eps,
+        )  # fmt: skip
+        return arrays, classes
+
+    def compute(self) -> dict[str, Any]:
+        """The torchmetrics result dict, as float64 tensors (``classes`` int32).
+
+        Raises:
+            ValueError: if an image seen off the CPU had NaN scores or negative labels.
+        """
+        checks = (
+            ("nan_score_image", "preds[{}]['scores']", "free of NaN", "NaN values"),
+            (
+                "negative_label_image",
+                "preds[{}]['labels'] and target[{}]['labels']",
+                "non-negative",
+                "negative values",
+            ),
+        )
+        for state, name, expectation, found in checks:
+            image = int(getattr(self, state))
+            if image != _NO_IMAGE:  # the image index counts every image given to update() (all ranks)
+                fail(name.format(image, image), f"{expectation} (image index over all update() calls)", found)
+        md = self.max_detection_thresholds
+        arrays, classes = self._arrays(per_class=False)
+        stats = coco_summary_from_arrays(
+            arrays.precision, arrays.recall, self._iou_thr.to(arrays.precision.device), md
+        )
+        names = (*_STAT_NAMES, f"mar_{md[0]}", f"mar_{md[1]}", f"mar_{md[2]}", *_AR_NAMES)
+        result: dict[str, Any] = {name: stats[i : i + 1] for i, name in enumerate(names)}
+        if self.extended_summary:
+            labels, gt_labels, cells = self._cat("det_labels"), self._cat("gt_labels"), classes
+            if self.average == "micro":  # one pooled cell per image, as pycocotools with one category
+                labels, gt_labels, cells = (
+                    torch.zeros_like(labels),
+                    torch.zeros_like(gt_labels),
+                    classes[:1] * 0,
+                )
+            rank = self._cat("det_rank").long()
+            result["ious"] = ious_by_cell(
+                self._cat("ext_ious"), self._cat("ext_counts"), labels, rank, gt_labels, cells, md[-1]
+            )
+            result.update(precision=arrays.precision, recall=arrays.recall, scores=arrays.scores)
+        if self.class_metrics:
+            class_arrays = arrays if self.average == "macro" else self._arrays(per_class=True)[0]
+            ap, ar = per_class_from_arrays(class_arrays.precision, class_arrays.recall, md)
+        else:
+            ap = ar = torch.tensor([-1.0], dtype=torch.float64, device=stats.device)
+        result["map_per_class"], result[f"mar_{md[2]}_per_class"] = ap, ar
+        result["classes"] = classes.to(torch.int32)
+        return result
+
+    def coco_stats(self) -> Tensor:
+        """pycocotools' ``COCOeval.stats``: Tensor[12] float64 (AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l).
+
+        Example:
+            >>> metric = MeanAveragePrecision(iou_type="bbox")
+            >>> metric.update([{"boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0]]), "scores": torch.tensor([0.5]),
+            ...                 "labels": torch.tensor([0])}],
+            ...               [{"boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0]]), "labels": torch.tensor([0])}])
+            >>> metric.coco_stats()[:3].tolist()
+            [0.9999999999999998, 0.9999999999999999, 0.9999999999999999]
+        """
+        result = self.compute()
+        md = self.max_detection_thresholds
+        names = (*_STAT_NAMES, f"mar_{md[0]}", f"mar_{md[1]}", f"mar_{md[2]}", *_AR_NAMES)
+        return torch.stack([result[n].reshape(()) for n in names])
+
+    def summary(self) -> str:
+        """The 12 numbers laid out like ``COCOeval.summarize()``'s printout (3 decimals).
+
+        Example:
+            >>> metric = MeanAveragePrecision(iou_type="bbox")
+            >>> none = torch.zeros(0, dtype=torch.long)
+            >>> metric.update([{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": none}],
+            ...               [{"boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0]]), "labels": torch.tensor([0])}])
+            >>> print(metric.summary().splitlines()[0])
+             Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.000
+        """
+        from torchseg_metrics.reporting.tables import coco_summary
+
+        return coco_summary(
+            self.coco_stats().tolist(),
+            iou_thresholds=self.iou_thresholds,
+            max_dets=self.max_detection_thresholds,
+        )

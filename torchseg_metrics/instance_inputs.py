@@ -1,0 +1,258 @@
+"""Input checks and batch assembly for :class:`torchseg_metrics.instance.MeanAveragePrecision`.
+
+Inputs are torchmetrics' lists of per-image dicts. Checks read only metadata (types, dtypes,
+shapes, devices), except the value checks (NaN scores, negative labels) which read values only
+when the tensors live on the CPU, where that costs no synchronisation; on other devices the metric
+records them in states and raises in ``compute()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
+
+from torchseg_metrics._checks import Found, check_same_device, fail, is_integer_dtype
+from torchseg_metrics.functional.box_iou import _to_xywh64, box_iou
+from torchseg_metrics.functional.mask_iou import mask_intersections, mask_iou_from_intersections
+
+
+class InstanceBatch(NamedTuple):
+    """A padded batch: D = most detections, G = most ground truths of an image in the batch."""
+
+    ious: Tensor  # (B, D, G) float64
+    det_scores: Tensor  # (B, D) float64
+    det_labels: Tensor  # (B, D) int64
+    det_valid: Tensor  # (B, D) bool
+    det_area: Tensor  # (B, D) float64
+    gt_labels: Tensor  # (B, G) int64
+    gt_valid: Tensor  # (B, G) bool
+    gt_crowd: Tensor  # (B, G) bool
+    gt_area: Tensor  # (B, G) float64
+    num_dets: list[int]
+    num_gts: list[int]
+
+
+def _item(kind: str, i: int, key: str) -> str:
+    return f"{kind}[{i}][{key!r}]"
+
+
+def _get(kind: str, i: int, d: Mapping[str, Any], key: str) -> Tensor:
+    value = d[key]
+    if not isinstance(value, Tensor):
+        fail(_item(kind, i, key), "a torch.Tensor", type(value).__name__, TypeError)
+    return value
+
+
+def _check_1d(name: str, value: Tensor, length: int | None, what: str) -> None:
+    if value.ndim != 1 or (length is not None and value.shape[0] != length):
+        n = "N" if length is None else str(length)
+        fail(name, f"a 1-d tensor of {what} of shape ({n},)", Found(f"shape {tuple(value.shape)}"))
+
+
+def _check_instance_inputs(
+    preds: object, target: object, iou_type: str, read_values: bool | None = None
+) -> list[Tensor]:
+    """Check ``preds`` and ``target`` (metadata, plus values of CPU tensors); return every tensor seen.
+
+    ``read_values`` (default: whether the tensors live on the CPU) also checks for NaN scores and
+    negative labels, which reads values.
+
+    Raises:
+        TypeError: a list, dict, tensor or dtype of the wrong kind, naming the image index and key.
+        ValueError: empty or unequal lists, missing keys, wrong shapes, mismatched image sizes, tensors
+            on several devices, NaN scores or negative labels (CPU tensors), naming index and key.
+    """
+    for name, value in (("preds", preds), ("target", target)):
+        if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+            fail(name, "a list of dicts of tensors", type(value).__name__, TypeError)
+        if len(value) == 0:
+            fail(name, "a non-empty list of dicts of tensors (one per image)", value)
+    assert isinstance(preds, Sequence) and isinstance(target, Sequence)  # for the type checker
+    if len(preds) != len(target):
+        fail("target", f"a list as long as `preds` ({len(preds)} images)", Found(f"{len(target)} images"))
+    geometry = "masks" if iou_type == "segm" else "boxes"
+    tensors: list[Tensor] = []
+    names: list[str] = []
+    for i, (p, t) in enumerate(zip(preds, target, strict=True)):
+        for kind, d, keys in (
+            ("preds", p, (geometry, "scores", "labels")),
+            ("target", t, (geometry, "labels")),
+        ):
+            if not isinstance(d, Mapping):
+                fail(f"{kind}[{i}]", "a dict of tensors", type(d).__name__, TypeError)
+            missing = [k for k in keys if k not in d]
+            if missing:
+                fail(
+                    f"{kind}[{i}]",
+                    f"a dict with keys {list(keys)}",
+                    Found(f"keys {sorted(d)} (missing {missing})"),
+                )
+        scores, labels = _get("preds", i, p, "scores"), _get("preds", i, p, "labels")
+        if not scores.dtype.is_floating_point:
+            fail(
+                _item("preds", i, "scores"),
+                "a floating-point tensor",
+                Found(f"dtype {scores.dtype}"),
+                TypeError,
+            )
+        _check_1d(_item("preds", i, "scores"), scores, None, "scores")
+        n = scores.shape[0]
+        g_labels = _get("target", i, t, "labels")
+        for kind, lab, length in (("preds", labels, n), ("target", g_labels, None)):
+            if not is_integer_dtype(lab.dtype):
+                fail(_item(kind, i, "labels"), "an integer tensor", Found(f"dtype {lab.dtype}"), TypeError)
+            _check_1d(_item(kind, i, "labels"), lab, length, "class ids")
+        g = g_labels.shape[0]
+        det_geo, gt_geo = _get("preds", i, p, geometry), _get("target", i, t, geometry)
+        for kind, geo, count in (("preds", det_geo, n), ("target", gt_geo, g)):
+            name = _item(kind, i, geometry)
+            if geometry == "masks":
+                if geo.dtype != torch.bool:
+                    fail(name, "a bool tensor of masks", Found(f"dtype {geo.dtype}"), TypeError)
+                if geo.ndim != 3 or geo.shape[0] != count:
+                    fail(name, f"a tensor of shape ({count}, H, W)", Found(f"shape {tuple(geo.shape)}"))
+            else:
+                if not geo.dtype.is_floating_point:
+                    fail(name, "a floating-point tensor of boxes", Found(f"dtype {geo.dtype}"), TypeError)
+                if geo.ndim != 2 or tuple(geo.shape) != (count, 4):
+                    fail(name, f"a tensor of shape ({count}, 4)", Found(f"shape {tuple(geo.shape)}"))
+        # an empty side may come without the image size (e.g. zeros(0, 0, 0)); it is not compared
+        if geometry == "masks" and n and g and det_geo.shape[1:] != gt_geo.shape[1:]:
+            fail(
+                _item("preds", i, "masks"),
+                f"masks of the image size {tuple(gt_geo.shape[1:])} of target[{i}]['masks']",
+                Found(f"size {tuple(det_geo.shape[1:])}"),
+            )
+        extra = []
+        if "area" in p:  # detection areas for the area ranges (loadRes takes box areas when a bbox is given)
+            v = _get("preds", i, p, "area")
+            if v.dtype == torch.bool:
+                fail(_item("preds", i, "area"), "a numeric tensor", Found(f"dtype {v.dtype}"), TypeError)
+            _check_1d(_item("preds", i, "area"), v, n, "areas")
+            names.append(_item("preds", i, "area"))
+            tensors.append(v)
+        for key, what in (("iscrowd", "crowd flags"), ("area", "areas")):
+            if key in t:
+                v = _get("target", i, t, key)
+                if key == "iscrowd" and v.dtype != torch.bool and not is_integer_dtype(v.dtype):
+                    fail(
+                        _item("target", i, key),
+                        "a bool or integer tensor",
+                        Found(f"dtype {v.dtype}"),
+                        TypeError,
+                    )
+                if key == "area" and v.dtype == torch.bool:
+                    fail(_item("target", i, key), "a numeric tensor", Found(f"dtype {v.dtype}"), TypeError)
+                _check_1d(_item("target", i, key), v, g, what)
+                extra.append((key, v))
+        group = [("preds", "scores", scores), ("preds", "labels", labels), ("preds", geometry, det_geo)]
+        group += [("target", "labels", g_labels), ("target", geometry, gt_geo)]
+        for kind, key, v in group + [("target", k, v) for k, v in extra]:
+            names.append(_item(kind, i, key))
+            tensors.append(v)
+        if scores.device.type == "cpu" if read_values is None else read_values:  # free on the host
+            nan = int(torch.isnan(scores).sum())
+            if nan:
+                fail(_item("preds", i, "scores"), "free of NaN", Found(f"{nan} NaN value(s)"))
+            for kind, lab in (("preds", labels), ("target", g_labels)):
+                if lab.numel() and int(lab.min()) < 0:
+                    fail(
+                        _item(kind, i, "labels"), "non-negative class ids", Found(f"minimum {int(lab.min())}")
+                    )
+    check_same_device(names, tensors)
+    return tensors
+
+
+def _pad_2d(rows: list[Tensor], d: int, g: int, value: float) -> Tensor:
+    return torch.stack([F.pad(r, (0, g - r.shape[1], 0, d - r.shape[0]), value=value) for r in rows])
+
+
+def _pad_1d(values: list[Tensor], length: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    tail = tuple(values[0].shape[1:])
+    if length == 0:
+        return torch.zeros((len(values), 0, *tail), dtype=dtype, device=device)
+    padded = pad_sequence([v.to(dtype) for v in values], batch_first=True)
+    return F.pad(padded, (0, 0) * len(tail) + (0, length - padded.shape[1]))
+
+
+def _assemble_batch(
+    preds: Sequence[Mapping[str, Tensor]],
+    target: Sequence[Mapping[str, Tensor]],
+    iou_type: str,
+    box_format: str,
+    pool_labels: bool,
+) -> InstanceBatch:
+    """IoUs, areas and padded per-detection / per-ground-truth fields of checked inputs.
+
+    Masks are never copied or padded: the intersection kernel runs per image (a Python loop over
+    images, each call covering all of the image's masks); only the small (D, G) results are padded.
+    Boxes are padded and handled in one call. ``pool_labels`` zeroes every label (micro average).
+    """
+    device = preds[0]["scores"].device
+    nd = [int(p["scores"].shape[0]) for p in preds]
+    ng = [int(t["labels"].shape[0]) for t in target]
+    d, g = max(nd), max(ng)
+    crowd = [
+        t["iscrowd"].bool() if "iscrowd" in t else torch.zeros(k, dtype=torch.bool, device=device)
+        for t, k in zip(target, ng, strict=True)
+    ]
+    gt_crowd = _pad_1d(crowd, g, torch.bool, device)
+    if iou_type == "segm":
+        ious, det_areas, gt_areas = [], [], []
+        for p, t, c in zip(preds, target, crowd, strict=True):
+            det_masks, gt_masks = p["masks"], t["masks"]
+            if det_masks.shape[1:] != gt_masks.shape[1:]:  # one side is empty (checked above)
+                size = det_masks.shape[1:] if det_masks.shape[0] else gt_masks.shape[1:]
+                det_masks, gt_masks = det_masks.reshape(-1, *size), gt_masks.reshape(-1, *size)
+            inter, det_area, gt_area = mask_intersections(det_masks[None], gt_masks[None])
+            ious.append(mask_iou_from_intersections(inter, det_area, gt_area, c[None])[0])
+            det_areas.append(det_area[0])
+            gt_areas.append(gt_area[0])
+        iou = _pad_2d(ious, d, g, 0.0)
+        det_area = _pad_1d(det_areas, d, torch.float64, device)
+        gt_geo_area = _pad_1d(gt_areas, g, torch.float64, device)
+    else:
+        det_boxes = _pad_1d([p["boxes"] for p in preds], d, torch.float64, device)
+        gt_boxes = _pad_1d([t["boxes"] for t in target], g, torch.float64, device)
+        iou = box_iou(det_boxes, gt_boxes, gt_crowd, box_format=box_format)
+        det_xywh, gt_xywh = _to_xywh64(det_boxes, box_format), _to_xywh64(gt_boxes, box_format)
+        det_area = det_xywh[..., 2] * det_xywh[..., 3]
+        gt_geo_area = gt_xywh[..., 2] * gt_xywh[..., 3]
+    if any("area" in p for p in preds):
+        det_area = _pad_1d(
+            [
+                p["area"].double() if "area" in p else det_area[i, :n]
+                for i, (p, n) in enumerate(zip(preds, nd, strict=True))
+            ],
+            d,
+            torch.float64,
+            device,
+        )
+    areas = [
+        t["area"].double() if "area" in t else gt_geo_area[i, :k]
+        for i, (t, k) in enumerate(zip(target, ng, strict=True))
+    ]
+    det_labels = _pad_1d([p["labels"] for p in preds], d, torch.long, device)
+    gt_labels = _pad_1d([t["labels"] for t in target], g, torch.long, device)
+    if pool_labels:
+        det_labels, gt_labels = torch.zeros_like(det_labels), torch.zeros_like(gt_labels)
+    return InstanceBatch(
+        ious=iou,
+        det_scores=_pad_1d([p["scores"] for p in preds], d, torch.float64, device),
+        det_labels=det_labels,
+        det_valid=_pad_1d(
+            [torch.ones(n, dtype=torch.bool, device=device) for n in nd], d, torch.bool, device
+        ),
+        det_area=det_area,
+        gt_labels=gt_labels,
+        gt_valid=_pad_1d([torch.ones(n, dtype=torch.bool, device=device) for n in ng], g, torch.bool, device),
+        gt_crowd=gt_crowd,
+        gt_area=_pad_1d(areas, g, torch.float64, device),
+        num_dets=nd,
+        num_gts=ng,
+    )
