@@ -51,7 +51,8 @@ class MeanAveragePrecision(Metric):
 
     - ``preds[i]``: ``masks`` (Tensor[N, H, W] bool, ``iou_type="segm"``) or ``boxes`` (Tensor[N, 4]
       float in ``box_format``, ``iou_type="bbox"``), ``scores`` (Tensor[N] float), ``labels``
-      (Tensor[N] int).
+      (Tensor[N] int), optional ``area`` (Tensor[N]; default: mask pixel count, or box area; the
+      COCO reader passes box areas where pycocotools' ``loadRes`` would).
     - ``target[i]``: ``masks`` (Tensor[G, H, W] bool, same H, W) or ``boxes`` (Tensor[G, 4]),
       ``labels`` (Tensor[G] int), optional ``iscrowd`` (Tensor[G] int/bool), optional ``area``
       (Tensor[G]; default: mask pixel count, or box area).
