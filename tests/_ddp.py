@@ -33,7 +33,9 @@ import torch.multiprocessing as mp
 _TIMEOUT_S = 240
 
 
-def _entry(fn: Callable[..., Any], rank: int, world_size: int, init_file: str, payload: Any, queue: Any) -> None:
+def _entry(
+    fn: Callable[..., Any], rank: int, world_size: int, init_file: str, payload: Any, queue: Any
+) -> None:
     try:
         torch.set_num_threads(1)
         dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)

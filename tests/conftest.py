@@ -21,7 +21,9 @@ _DEVICES = [
 ]
 
 #: The real data folder laid beside the checkout (``../shared/data``).
-SHARED_DATA = Path(os.environ.get("TORCHSEG_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("TORCHSEG_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 @pytest.fixture(params=_DEVICES)

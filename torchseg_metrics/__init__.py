@@ -8,6 +8,7 @@ panoptic quality, as ``torchmetrics.Metric`` classes with functional forms in
 from torchseg_metrics.flatten import flatten_for_logging
 from torchseg_metrics.instance import MeanAveragePrecision
 from torchseg_metrics.multilabel import MultilabelDiceScore, MultilabelMeanIoU
+from torchseg_metrics.panoptic import ModifiedPanopticQuality, PanopticQuality
 from torchseg_metrics.semantic import (
     ConfusionMatrix,
     DiceScore,
@@ -27,8 +28,10 @@ __all__ = [
     "MeanAccuracy",
     "MeanAveragePrecision",
     "MeanIoU",
+    "ModifiedPanopticQuality",
     "MultilabelDiceScore",
     "MultilabelMeanIoU",
+    "PanopticQuality",
     "PixelAccuracy",
     "SemanticMetrics",
     "flatten_for_logging",

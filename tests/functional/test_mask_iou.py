@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
 
-import torchseg_metrics.functional.mask_iou as mask_iou_module
 from torchseg_metrics.functional.counting import exact_integer_gemm
 from torchseg_metrics.functional.mask_iou import (
     _count_true,
@@ -15,6 +16,9 @@ from torchseg_metrics.functional.mask_iou import (
     mask_iou,
     mask_iou_from_intersections,
 )
+
+# the module itself (``torchseg_metrics.functional.mask_iou`` as an attribute is the function)
+mask_iou_module = importlib.import_module("torchseg_metrics.functional.mask_iou")
 
 METHODS = ["int8", "bytes", "matmul", "auto"]
 

@@ -82,7 +82,7 @@ def test_errors_name_the_problem(shared_data, tmp_path: Path) -> None:
     extra = json.loads(json.dumps(data))
     extra["annotations"][0]["segments_info"].append({"id": 77, "category_id": 1, "iscrowd": 0, "area": 1})
     with pytest.raises(
-        ValueError, match=r"must be every JSON segment present in the PNG, got 'ids \[77\] absent'"
+        ValueError, match=r"must be every JSON segment present in the PNG, got ids \[77\] absent"
     ):
         run(data, extra)
     unknown = json.loads(json.dumps(data))
@@ -95,7 +95,7 @@ def test_errors_name_the_problem(shared_data, tmp_path: Path) -> None:
     dup["annotations"].append(dup["annotations"][0])
     with pytest.raises(
         ValueError,
-        match=r"`gt_json\['annotations'\]` must be one entry per image id, got 'image id 142238 twice'",
+        match=r"`gt_json\['annotations'\]` must be one entry per image id, got image id 142238 twice",
     ):
         run(dup, data)
     missing = {"annotations": data["annotations"][:1]}

@@ -54,13 +54,13 @@ def test_errors(tmp_path: Path) -> None:
     _save(pred / "a.png", np.zeros((2, 3)), "L")
     with pytest.raises(
         ValueError,
-        match=r"`pred_dir` must be a PNG for every ground-truth file, got \"1 missing, e.g. \['b.png'\]\"",
+        match=r"`pred_dir` must be a PNG for every ground-truth file, got 1 missing, e.g. \['b.png'\]",
     ):
         match_label_maps(gt, pred)
     _save(pred / "b.png", np.zeros((3, 3)), "L")
     _save(pred / "c.png", np.zeros((2, 3)), "L")
     with pytest.raises(
-        ValueError, match=r"`pred_dir` must be only files that have a ground truth, got \"1 extra"
+        ValueError, match=r"`pred_dir` must be only files that have a ground truth, got 1 extra"
     ):
         match_label_maps(gt, pred)
     (pred / "c.png").unlink()

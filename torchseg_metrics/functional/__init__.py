@@ -2,6 +2,11 @@
 
 from torchseg_metrics.functional.box_iou import box_convert_to_xyxy, box_iou
 from torchseg_metrics.functional.mask_iou import mask_intersections, mask_iou, mask_iou_from_intersections
+from torchseg_metrics.functional.panoptic import modified_panoptic_quality, panoptic_quality
+from torchseg_metrics.functional.panoptic_scores import (
+    panoptic_quality_from_stats,
+    panoptic_summary_from_stats,
+)
 from torchseg_metrics.functional.semantic import confusion_matrix
 from torchseg_metrics.functional.semantic_metrics import (
     dice_score,
@@ -23,6 +28,10 @@ __all__ = [
     "mask_iou_from_intersections",
     "mean_accuracy",
     "mean_iou",
+    "modified_panoptic_quality",
+    "panoptic_quality",
+    "panoptic_quality_from_stats",
+    "panoptic_summary_from_stats",
     "pixel_accuracy",
     "semantic_metrics",
 ]
