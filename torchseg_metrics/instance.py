@@ -352,6 +352,17 @@ class MeanAveragePrecision(Metric):
         result["classes"] = classes.to(torch.int32)
         return result
 
+    def plot(self, val: Any = None, ax: Any = None, kind: Literal["bars", "pr", "per_class"] = "bars") -> Any:
+        """Plot a result (``compute()`` by default), returning ``(fig, ax)``; needs matplotlib.
+
+        ``kind="bars"``: the summary numbers (``map`` ... ``mar_large``) as bars, or a list of results
+        as lines over steps (``Metric._plot``); ``"pr"``: PR curves per IoU threshold (needs
+        ``extended_summary=True``); ``"per_class"``: AP per class id (needs ``class_metrics=True``).
+        """
+        from torchseg_metrics.reporting.plots import plot_detection_result
+
+        return plot_detection_result(self, val, ax, kind)
+
     def coco_stats(self) -> Tensor:
         """pycocotools' ``COCOeval.stats``: Tensor[12] float64 (AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l).
 

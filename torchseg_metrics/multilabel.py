@@ -91,6 +91,16 @@ class _MultilabelMetric(Metric):
             values = multilabel_scores(self.counts)[self._score]
         return values if self.per_class else values.nanmean()
 
+    def plot(self, val: Any = None, ax: Any = None) -> Any:
+        """Plot a value (``compute()`` by default) as torchmetrics' ``plot()``, returning ``(fig, ax)``.
+
+        A per-class ``(C,)`` value is drawn as bars; a scalar or a list of values over steps by
+        torchmetrics' ``Metric._plot``. Needs matplotlib.
+        """
+        from torchseg_metrics.reporting.plots import plot_metric_value
+
+        return plot_metric_value(self, val, ax)
+
 
 class MultilabelMeanIoU(_MultilabelMetric):
     """IoU of overlapping per-class masks (e.g. BraTS regions), per class or averaged.

@@ -158,6 +158,16 @@ class PanopticQuality(Metric):
             compat=self.compat,
         )
 
+    def plot(self, val: Any = None, ax: Any = None) -> Any:
+        """Plot a value (``compute()`` by default) as torchmetrics' ``plot()``, returning ``(fig, ax)``.
+
+        Per-class output (``return_per_class=True``) is drawn as PQ bars labelled by category id;
+        PQ, [PQ, SQ, RQ] or a list of them over steps by torchmetrics' ``Metric._plot``. Needs matplotlib.
+        """
+        from torchseg_metrics.reporting.plots import plot_panoptic_value
+
+        return plot_panoptic_value(self, val, ax)
+
     def summary(self) -> dict[str, Any]:
         """panopticapi's result layout, as Python numbers, synchronised across processes.
 

@@ -114,8 +114,15 @@ class _SemanticMetric(Metric):
         )
 
     def plot(self, val: Any = None, ax: Any = None) -> Any:
-        """Plot a value of this metric (the current one by default), as torchmetrics' ``plot()``."""
-        return self._plot(val, ax)
+        """Plot a value of this metric (``compute()`` by default) as torchmetrics' ``plot()``: ``(fig, ax)``.
+
+        A per-class ``(C,)`` value is drawn as bars labelled by ``class_names``; a scalar, a dict of
+        scalars (``SemanticMetrics``; per-class entries left out) or a list of values over steps by
+        torchmetrics' ``Metric._plot``. Needs matplotlib.
+        """
+        from torchseg_metrics.reporting.plots import plot_metric_value
+
+        return plot_metric_value(self, val, ax, class_names=self.class_names)
 
 
 class ConfusionMatrix(_SemanticMetric):

@@ -9,15 +9,23 @@ draws into ``ax`` when one is given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from torchseg_metrics._checks import fail
+from torchseg_metrics._checks import check_choice, fail
 
-__all__ = ["plot_confusion_matrix", "plot_per_class", "plot_pr_curves"]
+__all__ = [
+    "plot_confusion_matrix",
+    "plot_detection_result",
+    "plot_metric_value",
+    "plot_panoptic_value",
+    "plot_per_class",
+    "plot_pr_curves",
+]
 
 _HINT = 'plotting needs matplotlib: pip install "torchseg-metrics[plot]" (or pip install matplotlib)'
 
@@ -211,3 +219,136 @@ def plot_pr_curves(
     ax.set_title("Precision-recall per IoU threshold")
     ax.legend(fontsize=7, loc="lower left")
     return fig, ax
+
+
+def _scalars(result: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The entries of a result dict that are one number (``*_per_class`` entries and ids left out)."""
+    return {
+        k: v.reshape(())
+        for k, v in result.items()
+        if isinstance(v, Tensor) and v.numel() == 1 and v.is_floating_point() and not k.endswith("_per_class")
+    }
+
+
+def plot_metric_value(
+    metric: Any, val: Any = None, ax: Any = None, *, class_names: Sequence[str] | None = None
+) -> tuple[Any, Any]:
+    """A metric's ``plot()``: per-class bars for a 1-d value, else torchmetrics' ``Metric._plot``.
+
+    Args:
+        metric: the ``torchmetrics.Metric`` whose value is drawn (``metric.compute()`` if ``val`` is None).
+        val: a value of ``metric`` (scalar, ``(C,)`` per-class tensor or dict of tensors) or a list of
+            scalar values or dicts, drawn as lines over steps by ``Metric._plot``. Non-scalar entries of
+            dicts (per-class vectors) are left out there.
+        ax: matplotlib axes to draw into (default a new figure).
+        class_names: labels of the bars of a per-class value (default the class indices).
+
+    Returns:
+        (fig, ax).
+
+    Raises:
+        ValueError: if ``class_names`` does not fit a per-class value.
+        ModuleNotFoundError: if matplotlib is not installed (with an install hint).
+
+    Example:
+        >>> from torchseg_metrics.semantic import MeanIoU
+        >>> metric = MeanIoU(num_classes=2, per_class=True, class_names=["bg", "car"])
+        >>> metric.update(torch.tensor([[0, 1, 1]]), torch.tensor([[0, 1, 0]]))
+        >>> fig, ax = plot_metric_value(metric, class_names=metric.class_names)
+        >>> [t.get_text() for t in ax.get_yticklabels()]
+        ['bg', 'car']
+    """
+    val = metric.compute() if val is None else val
+    name = type(metric).__name__
+    if isinstance(val, Tensor) and val.ndim == 1 and val.numel() > 1:
+        names = class_names if class_names is not None and len(class_names) == val.numel() else None
+        return plot_per_class(val, names, f"{name} per class", ax)
+    if isinstance(val, Mapping):
+        val = _scalars(val)
+    elif isinstance(val, Sequence) and val and isinstance(val[0], Mapping):
+        val = [_scalars(v) for v in val]
+    return metric._plot(val, ax)
+
+
+def plot_detection_result(
+    metric: Any, val: Any = None, ax: Any = None, kind: Literal["bars", "pr", "per_class"] = "bars"
+) -> tuple[Any, Any]:
+    """``MeanAveragePrecision.plot()``: bars of the summary numbers, PR curves or per-class AP.
+
+    Args:
+        metric: a ``MeanAveragePrecision`` (``metric.compute()`` is drawn if ``val`` is None).
+        val: its result dict, or a list of result dicts (``kind="bars"`` only: lines over steps).
+        ax: matplotlib axes to draw into (default a new figure).
+        kind: ``"bars"`` (``map``, ``map_50``, ..., ``mar_large``; -1 = undefined, shown as n/a),
+            ``"pr"`` (precision-recall curves per IoU threshold; needs ``extended_summary=True``) or
+            ``"per_class"`` (AP per class, labelled by class id; needs ``class_metrics=True``).
+
+    Returns:
+        (fig, ax).
+
+    Raises:
+        ValueError: for an unknown ``kind``, or a ``kind`` whose arrays the result does not hold.
+        ModuleNotFoundError: if matplotlib is not installed (with an install hint).
+
+    Example:
+        >>> from torchseg_metrics.instance import MeanAveragePrecision
+        >>> metric = MeanAveragePrecision(iou_type="bbox", extended_summary=True)
+        >>> box = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
+        >>> metric.update([{"boxes": box, "scores": torch.tensor([0.5]), "labels": torch.tensor([0])}],
+        ...               [{"boxes": box, "labels": torch.tensor([0])}])
+        >>> fig, ax = plot_detection_result(metric, kind="pr")
+        >>> len(ax.lines)
+        10
+    """
+    check_choice("kind", kind, ["bars", "pr", "per_class"])
+    val = metric.compute() if val is None else val
+    if not isinstance(val, Mapping):
+        if kind != "bars" or not isinstance(val, Sequence) or not val:
+            fail("val", "a result dict of MeanAveragePrecision (or, for kind='bars', a list of them)", val)
+        return metric._plot([_scalars(v) for v in val], ax)
+    if kind == "pr":
+        if "precision" not in val:
+            fail("kind", "'bars' or 'per_class' unless the metric has extended_summary=True", kind)
+        return plot_pr_curves(
+            val["precision"], metric.rec_thresholds, metric.iou_thresholds, ax, area_index=0, max_det_index=-1
+        )
+    if kind == "per_class":
+        ap = val["map_per_class"].reshape(-1)
+        if ap.numel() != val["classes"].numel():
+            fail("kind", "'bars' or 'pr' unless the metric has class_metrics=True", kind)
+        return plot_per_class(ap, [str(c) for c in val["classes"].tolist()], "AP per class", ax)
+    scalars = _scalars(val)
+    return plot_per_class(torch.stack(list(scalars.values())), list(scalars), type(metric).__name__, ax)
+
+
+def plot_panoptic_value(metric: Any, val: Any = None, ax: Any = None) -> tuple[Any, Any]:
+    """``PanopticQuality.plot()``: per-class PQ bars, or PQ (and SQ, RQ) via ``Metric._plot``.
+
+    Args:
+        metric: a ``PanopticQuality`` (``metric.compute()`` is drawn if ``val`` is None).
+        val: a value of ``metric``: scalar PQ, ``(3,)`` [PQ, SQ, RQ], per-class ``(1, C)`` or ``(C, 3)``
+            (drawn as PQ bars labelled by category id), or a list of scalar / ``(3,)`` values (lines).
+        ax: matplotlib axes to draw into (default a new figure).
+
+    Returns:
+        (fig, ax).
+
+    Raises:
+        ModuleNotFoundError: if matplotlib is not installed (with an install hint).
+
+    Example:
+        >>> from torchseg_metrics.panoptic import PanopticQuality
+        >>> metric = PanopticQuality(things={1}, stuffs={7}, return_per_class=True)
+        >>> metric.update(torch.tensor([[[[1, 1], [7, 0]]]]), torch.tensor([[[[1, 1], [1, 1]]]]))
+        >>> fig, ax = plot_panoptic_value(metric)
+        >>> [t.get_text() for t in ax.get_yticklabels()]
+        ['1', '7']
+    """
+    val = metric.compute() if val is None else val
+    if isinstance(val, Tensor) and val.ndim == 2:  # per class: (1, C) PQ, or (C, 3) [PQ, SQ, RQ]
+        pq = val[0] if val.shape[0] == 1 and not metric.return_sq_and_rq else val[:, 0]
+        names = [str(c) for c in (*metric.things, *metric.stuffs)]
+        return plot_per_class(pq, names if len(names) == pq.numel() else None, "PQ per class", ax)
+    if isinstance(val, Tensor) and val.shape == (3,):
+        val = dict(zip(("pq", "sq", "rq"), val, strict=True))
+    return metric._plot(val, ax)
