@@ -12,6 +12,7 @@ from torchmetrics.utilities.data import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from torchseg_metrics._checks import check_bool, check_choice, fail
+from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.box_iou import BOX_FORMATS
 from torchseg_metrics.functional.coco_accumulate import (
     CocoEvalArrays,
@@ -182,9 +183,7 @@ class MeanAveragePrecision(Metric):
         self.add_state("num_images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         # the matching parameters, so that MetricCollection never merges metrics that match differently
         config = [*self.iou_thresholds, self.max_detection_thresholds[-1], float(average == "micro")]
-        self.add_state(
-            "matching_config", default=torch.tensor(config, dtype=torch.float64), dist_reduce_fx="max"
-        )
+        add_config_state(self, config)
         self.add_state("nan_score_image", default=torch.tensor(_NO_IMAGE), dist_reduce_fx="min")
         self.add_state("negative_label_image", default=torch.tensor(_NO_IMAGE), dist_reduce_fx="min")
 

@@ -14,6 +14,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from torchseg_metrics._checks import check_bool, check_choice, check_positive_int, check_probability
+from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.multilabel import (
     MULTILABEL_SCORES,
     multilabel_scores,
@@ -51,6 +52,7 @@ class _MultilabelMetric(Metric):
         c = self.num_classes
         self.add_state("counts", torch.zeros(c, 4, dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("num_invalid", torch.zeros(2, dtype=torch.int64), dist_reduce_fx="sum")
+        add_config_state(self, [self.threshold])
         if aggregation == "image":
             k = len(MULTILABEL_SCORES)
             self.add_state("image_sum", torch.zeros(k, c, dtype=torch.float64), dist_reduce_fx="sum")

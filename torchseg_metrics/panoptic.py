@@ -21,6 +21,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from torchseg_metrics._checks import check_bool
+from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.panoptic_pairing import Compat, _panoptic_stats_update
 from torchseg_metrics.functional.panoptic_scores import (
     check_compat,
@@ -120,6 +121,10 @@ class PanopticQuality(Metric):
         for name in ("tp", "fp", "fn"):
             self.add_state(name, default=torch.zeros(num_classes, dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("bad_values", default=torch.zeros(3, dtype=torch.int64), dist_reduce_fx="sum")
+        # things as +id, stuffs as -id - 1, then the rules: what changes the statistics of an update
+        categories = [*self.things, *(-s - 1 for s in self.stuffs)]
+        rules = [self._modified, self.compat == "torchmetrics", self.allow_unknown_preds_category]
+        add_config_state(self, [*categories, *rules])
 
     def update(self, preds: Tensor, target: Tensor, target_crowd: Tensor | None = None) -> None:
         """Pair the segments of a batch and add its per-class sums (see the class docstring)."""

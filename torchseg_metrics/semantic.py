@@ -22,6 +22,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from torchseg_metrics._checks import check_bool, check_choice, check_class_names
+from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.counting import CountMethod
 from torchseg_metrics.functional.semantic import (
     DICE_AVERAGES,
@@ -80,6 +81,7 @@ class _SemanticMetric(Metric):
         self.method = method
         for name, value in empty_semantic_stats(self.num_classes, aggregation).items():
             self.add_state(name, default=value, dist_reduce_fx="sum")
+        add_config_state(self, [self.ignore_index, include_background])
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch: ``preds`` labels or scores ``(N, C, ...)``; ``target`` labels ``(N, ...)``.
@@ -105,7 +107,7 @@ class _SemanticMetric(Metric):
             setattr(self, name, getattr(self, name) + value)
 
     def _all_scores(self) -> dict[str, Tensor]:
-        stats = {name: getattr(self, name) for name in self._defaults}
+        stats = {name: getattr(self, name) for name in self._defaults if name != "config"}
         return semantic_from_stats(
             stats,
             ignore_index=self.ignore_index,

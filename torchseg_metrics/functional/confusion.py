@@ -97,7 +97,7 @@ def _confusion_matrix_update(
     num_classes: int,
     ignore_index: int | None = None,
     *,
-    num_images: int = 1,
+    num_images: int | None = None,
     method: CountMethod = "auto",
 ) -> tuple[Tensor, Tensor]:
     """Confusion increments of already validated integer label maps.
@@ -107,7 +107,7 @@ def _confusion_matrix_update(
         target: integer target labels ``(N, ...)``.
         num_classes: the number of classes ``C``.
         ignore_index: target value whose pixels are dropped, or None.
-        num_images: when > 1, ``target.shape[0]`` must equal it and one matrix per image is returned.
+        num_images: None for one matrix; else ``target.shape[0]``, and one matrix per image is returned.
         method: the counting kernel: ``"bincount"`` (CPU default), ``"scatter"`` (CUDA default),
             ``"matmul"`` (CUDA under deterministic algorithms), or ``"auto"``.
 
@@ -119,7 +119,7 @@ def _confusion_matrix_update(
     rows, cols, nrows = _row_col_codes(preds, target, c, ignore_index)
     ncols = c + 1
     if method == "matmul":
-        if num_images > 1:
+        if num_images is not None:
             per_image = rows.numel() // num_images
             full = torch.stack(
                 [
@@ -131,14 +131,15 @@ def _confusion_matrix_update(
             full = _matmul_confusion(rows, cols, nrows, ncols)
     else:
         # uint8 codes widen once here; int16 (+ uint8) arithmetic is far cheaper than interleaving
-        code_dtype = torch.int32 if num_images > 1 or (nrows * ncols) >= 2**15 else torch.int16
+        groups = 1 if num_images is None else num_images
+        code_dtype = torch.int32 if groups > 1 or (nrows * ncols) >= 2**15 else torch.int16
         codes = rows.to(code_dtype).mul_(ncols).add_(cols)
         nbins = nrows * ncols
-        if num_images > 1:
-            offsets = torch.arange(num_images, device=codes.device, dtype=torch.int32) * nbins
-            codes = (codes.view(num_images, -1) + offsets[:, None]).view(-1)
-        full = count_codes(codes, nbins * num_images, method).view(num_images, nrows, ncols)
-        if num_images == 1:
+        if groups > 1:
+            offsets = torch.arange(groups, device=codes.device, dtype=torch.int32) * nbins
+            codes = (codes.view(groups, -1) + offsets[:, None]).view(-1)
+        full = count_codes(codes, nbins * groups, method).view(groups, nrows, ncols)
+        if num_images is None:
             full = full[0]
     confmat = full[..., :c, :].clone()
     if ignore_index is not None and 0 <= ignore_index < c:

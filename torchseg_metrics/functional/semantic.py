@@ -92,7 +92,7 @@ def semantic_stats_update(
     per_image = aggregation == "image"
     n = target.shape[0]
     confmat, invalid = _confusion_matrix_update(
-        labels, target, num_classes, ignore_index, num_images=n if per_image else 1, method=method
+        labels, target, num_classes, ignore_index, num_images=n if per_image else None, method=method
     )
     num_invalid = torch.stack([invalid.sum(), nan_pixels])
     if target.device.type == "cpu":
