@@ -130,10 +130,11 @@ def _confusion_matrix_update(
         else:
             full = _matmul_confusion(rows, cols, nrows, ncols)
     else:
-        # uint8 codes widen once here; int16 (+ uint8) arithmetic is far cheaper than interleaving
+        # uint8 codes widen once here, both sides: an in-place add of mixed dtypes takes a slow
+        # casting path on CPU (about 10x slower than widening first)
         groups = 1 if num_images is None else num_images
         code_dtype = torch.int32 if groups > 1 or (nrows * ncols) >= 2**15 else torch.int16
-        codes = rows.to(code_dtype).mul_(ncols).add_(cols)
+        codes = rows.to(code_dtype).mul_(ncols).add_(cols.to(code_dtype))
         nbins = nrows * ncols
         if groups > 1:
             offsets = torch.arange(groups, device=codes.device, dtype=torch.int32) * nbins
