@@ -109,3 +109,13 @@ def test_count_codes_histogram(method: str, device) -> None:
     codes = torch.from_numpy(np.random.default_rng(5).integers(0, 37, size=1000)).to(torch.int32)
     got = count_codes(codes.to(device), 40, method)
     np.testing.assert_array_equal(got.cpu().numpy(), np.bincount(codes.numpy(), minlength=40))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_extreme_values_of_signed_types(method: str) -> None:
+    """The dtype's minimum and maximum are outside [0, C): invalid targets, missed predictions."""
+    t = torch.tensor([[-128, -1, 0, 1, 2, 127]], dtype=torch.int8)
+    p = torch.tensor([[0, 0, 0, 1, -128, 127]], dtype=torch.int8)
+    confmat, invalid = _confusion_matrix_update(p, t, 3, None, method=method)
+    assert confmat.tolist() == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]
+    assert int(invalid) == 3

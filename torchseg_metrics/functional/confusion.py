@@ -39,25 +39,29 @@ def _row_col_codes(
     if t.dtype == torch.uint8 and c <= 253:
         # Byte arithmetic only: CPU comparisons producing bool run several times slower than
         # vectorised uint8 minimum/subtract, and the codes fit a byte until they are widened.
-        rows = torch.minimum(t, _scalar(c, t))
+        rows = _minimum(t, c)
         if outside:
-            one = _scalar(1, t)
-            rows = rows.add_(
-                torch.minimum(t - _scalar(ignore_index, t), one).neg_().add_(one)
-            )  # +1 iff ignored
+            # t - ignore_index wraps to 0 exactly for ignored pixels: 1 - min(t - ignore, 1) marks them
+            rows = rows.add_(_minimum(t - ignore_index, 1).neg_().add_(1))
         if not keep_bytes:
             rows = rows.to(code_dtype)
     else:
         rows = _clamp_code(t, c, code_dtype)
         if outside:
             rows = rows.add_(t == ignore_index)  # ignored pixels sit at C after the clamp; move them to C + 1
-    cols = torch.minimum(p, _scalar(c, p)) if keep_bytes else _clamp_code(p, c, code_dtype)
+    cols = _minimum(p, c) if keep_bytes else _clamp_code(p, c, code_dtype)
     return rows, cols, c + 2
 
 
-def _scalar(value: int, like: Tensor) -> Tensor:
-    """A 0-d tensor of ``like``'s dtype and device (tensor operands take the vectorised CPU paths)."""
-    return torch.tensor(value, dtype=like.dtype, device=like.device)
+def _minimum(x: Tensor, value: int) -> Tensor:
+    """``min(x, value)`` in ``x``'s dtype.
+
+    On CPU a 0-d tensor operand takes torch's vectorised kernel (a Python-scalar ``clamp`` of bytes
+    runs about 20x slower there); elsewhere the Python scalar is used, so nothing is copied.
+    """
+    if x.device.type == "cpu":
+        return torch.minimum(x, torch.tensor(value, dtype=x.dtype))
+    return x.clamp(max=value)
 
 
 def _representable(value: int, dtype: torch.dtype) -> bool:
@@ -67,12 +71,12 @@ def _representable(value: int, dtype: torch.dtype) -> bool:
 
 def _clamp_code(x: Tensor, c: int, code_dtype: torch.dtype) -> Tensor:
     """Map values in ``[0, c)`` to themselves and every other value to ``c``, as ``code_dtype``."""
+    info = torch.iinfo(x.dtype)
     if not x.dtype.is_signed:
-        return torch.minimum(x, _scalar(c, x) if c <= torch.iinfo(x.dtype).max else x).to(code_dtype)
+        return (_minimum(x, c) if c <= info.max else x).to(code_dtype)
     # -1 and c both mean "outside"; the remainder then folds -1 onto c
-    x = torch.clamp(
-        x, _scalar(max(-1, torch.iinfo(x.dtype).min), x), _scalar(min(c, torch.iinfo(x.dtype).max), x)
-    )
+    x = _minimum(x, min(c, info.max))
+    x = torch.maximum(x, torch.tensor(-1, dtype=x.dtype)) if x.device.type == "cpu" else x.clamp(min=-1)
     return x.to(code_dtype).remainder_(c + 1)
 
 

@@ -95,13 +95,12 @@ def class_mask(
 def scores_from_confusion(confmat: Tensor, keep: Tensor) -> dict[str, Tensor]:
     """Every semantic score of ``confmat`` ``(..., C, C + 1)``: per-class vectors (NaN outside
     ``keep``) under :data:`PER_CLASS_SCORES` and means under :data:`MEAN_SCORES`, float64."""
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=confmat.device)
     per_class = {
         "iou": iou_from_confusion(confmat),
         "dice": dice_from_confusion(confmat),
         "accuracy": accuracy_from_confusion(confmat),
     }
-    per_class = {k: torch.where(keep, v, nan) for k, v in per_class.items()}
+    per_class = {k: torch.where(keep, v, float("nan")) for k, v in per_class.items()}
     return {
         **per_class,
         "miou": nan_mean(per_class["iou"]),
