@@ -51,7 +51,7 @@ def _binary_u8(x: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
         return x.view(torch.uint8), torch.zeros((), dtype=torch.int64, device=x.device)
     if x.dtype.is_floating_point:
         return (x > threshold).view(torch.uint8), x.isnan().sum()
-    clipped = torch.clamp(x, torch.tensor(0, dtype=x.dtype, device=x.device)).clamp_(max=2)
+    clipped = x.clamp(0, 2)
     u8 = clipped.to(torch.uint8)
     return u8, torch.zeros((), dtype=torch.int64, device=x.device)
 
