@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from torchmetrics.detection import ModifiedPanopticQuality as TMModifiedPQ
 from torchmetrics.detection import PanopticQuality as TMPanopticQuality
 
+from torchseg_metrics.functional import panoptic_pairing
 from torchseg_metrics.functional.panoptic import modified_panoptic_quality, panoptic_quality
 from torchseg_metrics.functional.panoptic_pairing import _panoptic_stats_update
 from torchseg_metrics.functional.panoptic_scores import panoptic_summary_from_stats
@@ -362,3 +363,32 @@ def test_non_contiguous_inputs():
         assert not args[0].is_contiguous()
         got, ref = _stats(*args), _stats(p, t, c)
         assert all(torch.equal(a, b) for a, b in zip(got, ref, strict=True))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4, 7, 50, 1 << 18])
+@pytest.mark.parametrize("with_crowd", [True, False])
+@pytest.mark.parametrize("variant", [{}, {"modified": True}])
+def test_run_compaction_in_chunks(monkeypatch, chunk, with_crowd, variant):
+    """CPU run compaction chunk by chunk: chunk edges anywhere (inside runs and images) change nothing."""
+    preds, target, crowd = random_scene(np.random.default_rng(13), batch=3, h=9, w=13)
+    for arr in (preds, target):  # runs that would continue across image boundaries
+        arr[:, -2:, -3:], arr[:, :2, :3] = (1, 5), (1, 5)
+    crowd[:, -2:, -3:], crowd[:, :2, :3] = False, False
+    p, t = torch.as_tensor(preds), torch.as_tensor(target)
+    c = torch.as_tensor(crowd) if with_crowd else None
+    kwargs = {"things": T_IDS, "stuffs": S_IDS, "allow_unknown_preds_category": True, **variant}
+    whole = _panoptic_stats_update(p, t, c, **kwargs)
+    fixed = _panoptic_stats_update(p, t, c, compress_runs=False, **kwargs)  # one record per pixel
+    monkeypatch.setattr(panoptic_pairing, "_CHUNK_PIXELS", chunk)
+    img, t_cat, t_inst, rec_crowd, p_cat, p_inst, w = panoptic_pairing._records(p, t, c, True)
+    n = p[..., 0].numel()
+    assert bool((w > 0).all()) and int(w.sum()) == n  # records are runs that expand to the pixels
+    assert torch.equal(img.repeat_interleave(w), torch.arange(n) // (n // 3))
+    for cols, src in [((t_cat, t_inst), t), ((p_cat, p_inst), p)]:
+        assert torch.equal(torch.stack(cols, 1).repeat_interleave(w, 0), src.reshape(n, 2))
+    if with_crowd:
+        assert torch.equal(rec_crowd.repeat_interleave(w), c.reshape(n))
+    got = _panoptic_stats_update(p, t, c, **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(got, whole, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(got[1:], fixed[1:], strict=True))
+    torch.testing.assert_close(got.iou_sum, fixed.iou_sum, atol=1e-12, rtol=0)
