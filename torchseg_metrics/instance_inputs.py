@@ -18,7 +18,11 @@ from torch.nn.utils.rnn import pad_sequence
 
 from torchseg_metrics._checks import Found, check_same_device, fail, is_integer_dtype
 from torchseg_metrics.functional.box_iou import _to_xywh64, box_iou
-from torchseg_metrics.functional.mask_iou import mask_intersections, mask_iou_from_intersections
+from torchseg_metrics.functional.mask_iou import (
+    _intersections_per_image,
+    _resolve_method,
+    mask_iou_from_intersections,
+)
 
 
 class InstanceBatch(NamedTuple):
@@ -203,19 +207,22 @@ def _assemble_batch(
     ]
     gt_crowd = _pad_1d(crowd, g, torch.bool, device)
     if iou_type == "segm":
-        ious, det_areas, gt_areas = [], [], []
-        for p, t, c in zip(preds, target, crowd, strict=True):
+        dets, gts = [], []
+        for p, t in zip(preds, target, strict=True):
             det_masks, gt_masks = p["masks"], t["masks"]
             if det_masks.shape[1:] != gt_masks.shape[1:]:  # one side is empty (checked above)
                 size = det_masks.shape[1:] if det_masks.shape[0] else gt_masks.shape[1:]
                 det_masks, gt_masks = det_masks.reshape(-1, *size), gt_masks.reshape(-1, *size)
-            inter, det_area, gt_area = mask_intersections(det_masks[None], gt_masks[None])
-            ious.append(mask_iou_from_intersections(inter, det_area, gt_area, c[None])[0])
-            det_areas.append(det_area[0])
-            gt_areas.append(gt_area[0])
-        iou = _pad_2d(ious, d, g, 0.0)
-        det_area = _pad_1d(det_areas, d, torch.float64, device)
-        gt_geo_area = _pad_1d(gt_areas, g, torch.float64, device)
+            dets.append(det_masks)
+            gts.append(gt_masks)
+        # the masks were checked above
+        counts = _intersections_per_image(dets, gts, _resolve_method("auto", device))
+        inters, det_counts, gt_counts = (list(x) for x in zip(*counts, strict=True))
+        # one IoU division for the batch: padded pairs have no intersection, hence IoU 0
+        det_count = _pad_1d(det_counts, d, torch.long, device)
+        gt_count = _pad_1d(gt_counts, g, torch.long, device)
+        iou = mask_iou_from_intersections(_pad_2d(inters, d, g, 0), det_count, gt_count, gt_crowd)
+        det_area, gt_geo_area = det_count.double(), gt_count.double()
     else:
         det_boxes = _pad_1d([p["boxes"] for p in preds], d, torch.float64, device)
         gt_boxes = _pad_1d([t["boxes"] for t in target], g, torch.float64, device)

@@ -179,6 +179,33 @@ def test_methods_agree_and_deterministic(device) -> None:
         assert torch.equal(x, y) and torch.equal(x, z)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_parallel_skips_detections_without_candidates(seed) -> None:
+    """ "parallel" drops detections that overlap no same-class ground truth (interleaved with the others,
+    or all of them) before its rounds; the result must equal "sequential", which keeps every one."""
+    gen = torch.Generator().manual_seed(seed)
+    b, d, g = 3, 40, 7
+    ious = torch.randint(0, 11, (b, d, g), generator=gen).to(F64) / 10
+    ious[:, torch.randperm(d, generator=gen)[: d // 2]] = 0.0  # half of the detections overlap nothing
+    ious[1, 5:] = 0.0  # one image has fewer candidates than the others
+    scores = torch.randint(0, 6, (b, d), generator=gen).float()  # ties: the stable order matters
+    labels, gt_labels = torch.randint(0, 2, (b, d), generator=gen), torch.randint(0, 2, (b, g), generator=gen)
+    det_valid, gt_valid = torch.rand(b, d, generator=gen) > 0.1, torch.rand(b, g, generator=gen) > 0.1
+    crowd = torch.rand(b, g, generator=gen) > 0.8
+    det_area, gt_area = (
+        torch.rand(b, d, generator=gen).double() * 2e4,
+        torch.rand(b, g, generator=gen).double() * 2e4,
+    )
+    thr, rng = torch.tensor(COCO_IOU_THRESHOLDS, dtype=F64), torch.tensor(COCO_AREA_RANGES, dtype=F64)
+    for scale in (1.0, 0.0):  # 0: no detection has a candidate
+        args = (ious * scale, scores, labels, det_valid, det_area, gt_labels, gt_valid, crowd, gt_area)
+        fast = _coco_match_update(*args, thr, rng, 100, method="parallel")
+        slow = _coco_match_update(*args, thr, rng, 100, method="sequential")
+        for x, y in zip(fast, slow, strict=True):
+            assert torch.equal(x, y)
+        assert bool(fast.matched.any()) == (scale > 0)
+
+
 def test_pack_roundtrip() -> None:
     gen = torch.Generator().manual_seed(0)
     m, i = torch.rand(7, 10, 4, generator=gen) > 0.5, torch.rand(7, 10, 4, generator=gen) > 0.5

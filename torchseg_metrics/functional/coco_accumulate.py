@@ -7,8 +7,9 @@ the order within the image), exactly like pycocotools' mergesort over the concat
 Segments (one per class) are handled with offsets, never with a loop over classes:
 
 * cumulative TP/FP counts are integer ``cumsum`` minus the count at the start of the segment;
-* the right-to-left running maximum of precision is a ``cummax`` of integer keys
-  ``segment * V + rank(precision)`` on the reversed order, which restarts at every segment;
+* the right-to-left running maximum of precision, restarted at every segment, takes log2(longest
+  segment) doubling steps of ``maximum`` (exact: it returns one of its operands);
+* for each ``maxDets`` only the records within it are kept (the others change no count);
 * pycocotools' ``searchsorted(recall, recThrs, side="left")`` becomes one batched ``searchsorted``
   (side "left") on integer keys ``class * (N + 1) + tp``: recall ``tp / npig`` is monotone in the
   integer ``tp``, so each recall threshold turns into the smallest ``tp`` whose float64 recall
@@ -26,6 +27,8 @@ from torch import Tensor
 
 #: ``np.spacing(1)``: pycocotools adds it to the precision denominator.
 _EPS = 2.220446049250313e-16
+#: Elements of one (records, thresholds, area ranges) block of the accumulation; bounds peak memory.
+_BLOCK_ELEMENTS = 1 << 23
 
 
 class CocoEvalArrays(NamedTuple):
@@ -70,10 +73,23 @@ def _min_count_reaching(thresholds: Tensor, denom: Tensor) -> Tensor:
     return torch.where(reach, cand, torch.iinfo(torch.long).max // 4).amin(-1)
 
 
-def _dense_rank(values: Tensor) -> tuple[Tensor, Tensor]:
-    """Sorted distinct values and the index of each value among them (ranks compare like the values)."""
-    distinct, inverse = torch.unique(values, sorted=True, return_inverse=True)
-    return distinct, inverse
+def _segment_suffix_max_(values: Tensor, seg_end: Tensor, longest: int) -> Tensor:
+    """In place: each entry of non-negative float (C, N) ``values`` becomes the maximum of itself and the
+    entries after it in its segment of the N axis (a right-to-left running max restarted at every segment).
+
+    ``seg_end`` (N,) is the end of each position's segment, ``longest`` the longest segment. Doubling
+    (Hillis-Steele): after shift ``s`` an entry holds the maximum over the next ``2 s`` entries of its
+    segment. An entry of another segment is multiplied by 0 and, the values being non-negative, never
+    wins; ``maximum`` returns one of its operands, so the result is exact.
+    """
+    n = values.shape[-1]
+    pos = torch.arange(n, device=values.device)
+    s = 1
+    while s < longest:
+        inside = (pos[: n - s] + s < seg_end[: n - s]).to(values.dtype)  # 1 inside the segment, else 0
+        torch.maximum(values[:, :-s], values[:, s:] * inside, out=values[:, :-s])
+        s *= 2
+    return values
 
 
 def _coco_accumulate(
@@ -137,63 +153,61 @@ def _coco_accumulate(
     order = order[torch.sort(cls[order], stable=True).indices]
     cls_s, score_s, rank_s = cls[order], scores.double()[order], rank[order]
     counted = ~ignored[order]
-    tp_all, fp_all = matched[order] & counted, ~matched[order] & counted  # (N, T, A)
-    start, end = _segment_bounds(cls_s, k)
-    pos = torch.arange(n, device=device)
-    seg_start = start[cls_s]
-    last_seg = (k - 1 - cls_s)[:, None]
+    # records last: cumulative sums and running maxima along the last axis are several times faster
+    tp_all = (matched[order] & counted).permute(2, 1, 0).contiguous()  # (A, T, N)
+    counted = counted.permute(2, 1, 0).contiguous()  # true and false positives
+    need_all = _min_count_reaching(rec_thresholds, npig.T.clamp(min=1).double().reshape(-1)).view(a, 1, k, r)
 
     for mi, max_det in enumerate(max_dets):
-        included = rank_s < max_det
-        # first included record at or after each position (only differs at a segment start, for r <= 0)
-        nxt = torch.where(included, pos, n).flip(0).cummin(0).values.flip(0)
-        nxt = torch.cat([nxt, nxt.new_full((1,), n)])
-        for ai in range(a):  # A x M iterations bound memory to (N, T); classes stay vectorised
-            tp_c = torch.cat(
-                [
-                    tp_all.new_zeros((1, t), dtype=torch.long),
-                    (tp_all[:, :, ai] & included[:, None]).long().cumsum(0),
-                ]
-            )
-            fp_c = torch.cat(
-                [tp_c.new_zeros((1, t)), (fp_all[:, :, ai] & included[:, None]).long().cumsum(0)]
-            )
-            tp_rel = tp_c[1:] - tp_c[seg_start]  # (N, T) int64, cumulative within each class
+        # only the records within max_det of their (image, class) cell: the others change no count, and
+        # where they sit the precision equals that of the record before them, so dropping them changes
+        # neither the envelope nor the first record reaching a recall threshold
+        keep = (rank_s < max_det).nonzero()[:, 0]
+        m = keep.numel()
+        flags = (
+            (tp_all, counted) if m == n else (tp_all.index_select(-1, keep), counted.index_select(-1, keep))
+        )
+        cls_m, score_m = cls_s[keep], score_s[keep]
+        start, end = _segment_bounds(cls_m, k)
+        seg_start = start[cls_m]
+        seg_end, longest = end[cls_m], int((end - start).max())
+        group = max(1, min(a, _BLOCK_ELEMENTS // max(m * t, 1)))  # area ranges handled together
+        for a0 in range(0, a, group):  # blocks of area ranges bound memory; classes stay vectorised
+            a1 = min(a, a0 + group)
+            w = a1 - a0
+            rel = []
+            for f in flags:  # counts within each class: (w, T, M) int64, and the running totals
+                c = torch.zeros((w, t, m + 1), dtype=torch.long, device=device)
+                torch.cumsum(f[a0:a1], -1, out=c[..., 1:])
+                rel.append((c[..., 1:] - c.index_select(-1, seg_start), c))
+            (tp_rel, tp_c), (cnt_rel, _) = rel
             tp = tp_rel.double()
-            fp = (fp_c[1:] - fp_c[seg_start]).double()
-            n_pos = npig[:, ai]
+            n_pos = npig[:, a0:a1].T  # (w, K)
             has_gt = n_pos > 0
             denom = n_pos.clamp(min=1).double()
-            if precision_eps:
-                pr = tp / (fp + tp + _EPS)
+            if precision_eps:  # fp + tp as pycocotools adds them: an exact integer in float64
+                pr = tp / (cnt_rel.double() + _EPS)
             else:
-                pr = torch.where(tp + fp > 0, tp / (fp + tp).clamp(min=1), torch.zeros_like(tp))
-            # right-to-left running max restarted at every class segment
-            distinct, inv = _dense_rank(pr)
-            keys = last_seg * distinct.numel() + inv
-            env = distinct[(keys.flip(0).cummax(0).values.flip(0)) % distinct.numel()]
+                pr = torch.where(cnt_rel > 0, tp / cnt_rel.clamp(min=1).double(), torch.zeros_like(tp))
+            # right-to-left running max restarted at every class segment: (w * T, M)
+            env = _segment_suffix_max_(pr.view(w * t, m), seg_end, longest)
             # first position with rc = tp / npig >= r inside each class segment: rc is monotone in the
             # integer tp, so search the smallest tp whose float64 recall reaches r, on integer keys
-            need = _min_count_reaching(rec_thresholds, denom)  # (K, R) int64
-            flat = cls_s[None, :] * (n + 1) + tp_rel.T  # (T, N), non-decreasing along N
-            query = (torch.arange(k, device=device)[:, None] * (n + 1) + need).reshape(1, -1).expand(t, -1)
-            hit = torch.searchsorted(flat.contiguous(), query.contiguous(), side="left").reshape(t, k, r)
-            idx = nxt[hit.clamp(max=n)]
-            ok = idx < end[None, :, None]
-            safe = idx.clamp(max=max(n - 1, 0))
-            col = torch.arange(t, device=device)[:, None, None].expand_as(safe)
-            q = (
-                torch.where(ok, env[safe, col], 0.0)
-                if n
-                else torch.zeros((t, k, r), dtype=torch.float64, device=device)
-            )
-            ss = torch.where(ok, score_s[safe], 0.0) if n else torch.zeros_like(q)
-            tp_total = (tp_c[end] - tp_c[start]).double()  # (K, T)
-            rec = (tp_total / denom[:, None]).T  # (T, K)
-            keep = has_gt[None, :]
-            recall[:, :, ai, mi] = torch.where(keep, rec, -1.0)
-            precision[:, :, :, ai, mi] = torch.where(keep[:, :, None], q, -1.0).permute(0, 2, 1)
-            score_arr[:, :, :, ai, mi] = torch.where(keep[:, :, None], ss, -1.0).permute(0, 2, 1)
+            flat = cls_m * (m + 1) + tp_rel.view(w * t, m)  # non-decreasing along M
+            query = (torch.arange(k, device=device)[:, None] * (m + 1) + need_all[a0:a1]).expand(w, t, k, r)
+            hit = torch.searchsorted(flat, query.reshape(w * t, k * r), side="left")  # (w * T, K * R)
+            ok = hit < end.repeat_interleave(r)
+            if m:
+                safe = hit.clamp(max=m - 1)
+                q = torch.where(ok, env.gather(1, safe), 0.0)
+                ss = torch.where(ok, score_m[safe], 0.0)
+            else:
+                q = ss = torch.zeros((w * t, k * r), dtype=torch.float64, device=device)
+            rec = (tp_c[..., end] - tp_c[..., start]).double() / denom[:, None, :]  # (w, T, K)
+            recall[:, :, a0:a1, mi] = torch.where(has_gt[:, None, :], rec, -1.0).permute(1, 2, 0)
+            for out, value in ((precision, q), (score_arr, ss)):  # (w, T, K, R) -> (T, R, K, w)
+                value = torch.where(has_gt[:, None, :, None], value.view(w, t, k, r), -1.0)
+                out[:, :, :, a0:a1, mi] = value.permute(1, 3, 2, 0)
     return CocoEvalArrays(precision, recall, score_arr, classes)
 
 

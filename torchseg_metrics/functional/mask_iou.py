@@ -9,9 +9,10 @@ Three counting kernels, all exact for any image size, none reading a value back 
 ``"bytes"`` on CUDA, see below), with shapes fixed by the input shapes:
 
 * ``"int8"`` (CPU default): an int8 GEMM (``torch._int_mm``, int32 accumulation) of the bool masks
-  viewed as int8 without a copy, against the ground truths plus a row of ones (which yields the
-  detection areas). Pixels are chunked below 2**30 per GEMM so that the int32 partial counts are exact.
-  ``torch._int_mm`` has no batched form, so this path issues one GEMM per image and pixel chunk.
+  viewed as int8 without a copy, against a copy of the ground truths plus a row of ones (which yields
+  the detection areas; the ground-truth areas are counted from the copy). Pixels are chunked below
+  2**30 per GEMM so that the int32 partial counts are exact. ``torch._int_mm`` has no batched form,
+  so this path issues one GEMM per image and pixel chunk.
 * ``"matmul"`` (default off the CPU): a batched float32 GEMM of 0/1 values, chunked at most 2**24
   pixels, where every float32 partial count is an exact integer; on CUDA a tensor-core GEMM.
 * ``"bytes"``: eight masks per byte (bit planes), one joint histogram of (detection byte, ground-truth
@@ -132,26 +133,88 @@ def _count_true(x: Tensor) -> Tensor:
     return lanes.view(torch.uint8).view(b, r, groups * 8).sum(-1, dtype=torch.int64)
 
 
-def _int8_intersections(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:
-    """``(inter (B, D, G), det_area (B, D))`` by int8 GEMMs on the CPU; ``det``, ``gt`` bool (B, ·, P)."""
+def _lane_counts(u8: Tensor) -> Tensor:
+    """int64 ``(R,)`` sums of the 0/1 bytes of a contiguous uint8 ``(R, C)``, ``C`` a multiple of 127 * 8."""
+    r, c = u8.shape
+    groups = c // (8 * _LANE_WORDS)
+    lanes = u8.view(torch.int64).view(r, groups, _LANE_WORDS).sum(-1)
+    return lanes.view(torch.uint8).view(r, groups * 8).sum(-1, dtype=torch.int64)
+
+
+def _int8_scratch(num_gts: int, num_dets: int, num_pixels: int, device: torch.device) -> tuple[Tensor, int]:
+    """The GEMM right-hand side shared by images with at most these counts, and the pixel chunk.
+
+    Row 0 is ones (its products are the detection areas); rows 1.. take a chunk of ground truths,
+    zero-padded to a multiple of 127 * 8 bytes so that their areas are counted from that copy (no
+    second pass over the masks). Rows past an image's ground truths keep 0/1 bytes of an earlier
+    image (no refill); their products are discarded.
+    """
+    n = -(-(num_gts + 1) // 8) * 8  # a multiple of 8 columns: several times faster GEMMs
+    chunk = _chunk_pixels(num_pixels, num_dets + n, _INT32_MAX_PIXELS)
+    lane = 8 * _LANE_WORDS
+    rhs = torch.zeros(n, -(-chunk // lane) * lane, dtype=torch.int8, device=device)
+    rhs[0] = 1
+    return rhs, chunk
+
+
+def _int8_image(det8: Tensor, gt8: Tensor, rhs: Tensor, chunk: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(inter (D, G), det_area (D,), gt_area (G,))`` of one image's int8 ``(D, P)``, ``(G, P)`` masks."""
+    (d, p), g = det8.shape, gt8.shape[0]
+    if d == 0 or p == 0:
+        zeros = torch.zeros(d, g + 1, dtype=torch.int64, device=det8.device)
+        return zeros[:, 1:], zeros[:, 0], _count_true(gt8.view(torch.bool)[None])[0]
+    n = -(-(g + 1) // 8) * 8
+    rows = rhs[1 : g + 1]
+    total: Tensor | None = None
+    counted: Tensor | None = None
+    for start in range(0, p, chunk):  # one GEMM per pixel chunk: torch._int_mm is 2-D only
+        stop = min(start + chunk, p)
+        rows[:, : stop - start].copy_(gt8[:, start:stop])
+        if stop - start < rows.shape[1]:
+            rows[:, stop - start :] = 0  # the padding (and a short last chunk's tail) counts nothing
+        part = torch._int_mm(det8[:, start:stop], rhs[:n, : stop - start].t())  # int32, exact
+        area = _lane_counts(rows.view(torch.uint8))
+        # out of place: an int64 + int32 add promotes without the slow in-place casting path
+        total = part.long() if total is None else total + part
+        counted = area if counted is None else counted + area
+    assert total is not None and counted is not None
+    return total[:, 1 : g + 1], total[:, 0], counted
+
+
+def _int8_intersections(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(inter (B, D, G), det_area (B, D), gt_area (B, G))`` by int8 GEMMs on the CPU; bool (B, ·, P) in."""
     b, d, p = det.shape
     g = gt.shape[1]
-    n = -(-(g + 1) // 8) * 8  # ground truths, a row of ones, zero rows up to a multiple of 8
-    out = torch.zeros(b, d, n, dtype=torch.int64, device=det.device)
-    if d == 0 or p == 0:
-        return out[:, :, :g], out[:, :, g]
-    chunk = _chunk_pixels(p, d + n, _INT32_MAX_PIXELS)
+    if b == 0 or d == 0 or p == 0:
+        zeros = torch.zeros(b, d, g + 1, dtype=torch.int64, device=det.device)
+        return zeros[:, :, 1:], zeros[:, :, 0], _count_true(gt)
+    rhs, chunk = _int8_scratch(g, d, p, det.device)
     det8, gt8 = det.view(torch.int8), gt.view(torch.int8)
-    rhs = torch.empty(n, chunk, dtype=torch.int8, device=det.device)  # rows :g are copied per chunk
-    rhs[g] = 1
-    rhs[g + 1 :] = 0
-    for i in range(b):  # one GEMM per image and chunk: torch._int_mm is 2-D only
-        for start in range(0, p, chunk):
-            stop = min(start + chunk, p)
-            block = rhs[:, : stop - start]
-            block[:g].copy_(gt8[i, :, start:stop])
-            out[i] += torch._int_mm(det8[i, :, start:stop], block.t())
-    return out[:, :, :g], out[:, :, g]
+    parts = [_int8_image(det8[i], gt8[i], rhs, chunk) for i in range(b)]
+    inter, det_area, gt_area = zip(*parts, strict=True)
+    return torch.stack(inter), torch.stack(det_area), torch.stack(gt_area)
+
+
+def _intersections_per_image(
+    dets: list[Tensor], gts: list[Tensor], method: str
+) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """:func:`_mask_intersections` of each image's checked bool ``(D, H, W)`` and ``(G, H, W)`` masks.
+
+    Image sizes may differ between images. The int8 GEMMs of all images share one scratch buffer.
+    """
+    if method != "int8" or not dets:
+        out = []
+        for d, g in zip(dets, gts, strict=True):
+            inter, det_area, gt_area = _mask_intersections(d[None], g[None], method)
+            out.append((inter[0], det_area[0], gt_area[0]))
+        return out
+    det8 = [d.reshape(d.shape[0], d.shape[1] * d.shape[2]).view(torch.int8) for d in dets]
+    gt8 = [g.reshape(g.shape[0], g.shape[1] * g.shape[2]).view(torch.int8) for g in gts]
+    sizes = [x.shape for x in det8]
+    rhs, chunk = _int8_scratch(
+        max(x.shape[0] for x in gt8), max(s[0] for s in sizes), max(s[1] for s in sizes), dets[0].device
+    )
+    return [_int8_image(d, g, rhs, chunk) for d, g in zip(det8, gt8, strict=True)]
 
 
 def _matmul_intersections(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:
@@ -266,9 +329,8 @@ def _mask_intersections(det: Tensor, gt: Tensor, method: str) -> tuple[Tensor, T
     if method == "bytes":
         return _bytes_intersections(flat_det, flat_gt)
     if method == "int8":
-        inter, det_area = _int8_intersections(flat_det, flat_gt)
-    else:
-        inter, det_area = _matmul_intersections(flat_det, flat_gt)
+        return _int8_intersections(flat_det, flat_gt)
+    inter, det_area = _matmul_intersections(flat_det, flat_gt)
     return inter, det_area, _count_true(flat_gt)
 
 
