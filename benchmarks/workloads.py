@@ -142,10 +142,12 @@ class InstanceWorkload:
         order = rng.permutation(len(dt))
         dt, dt_labels, dt_scores = dt[order], dt_labels[order], np.clip(dt_scores[order], 0.001, 0.999)
 
-        gt_masks = np.zeros((n_gt, h, w), dtype=bool)
+        # np.full writes every byte, as a model's thresholded output does: np.zeros would leave the
+        # untouched pages unmapped, and whoever reads the masks first would pay their page faults
+        gt_masks = np.full((n_gt, h, w), False)
         for g in range(n_gt):
             _paint_ellipse(gt_masks[g], *gt[g])
-        dt_masks = np.zeros((len(dt), h, w), dtype=bool)
+        dt_masks = np.full((len(dt), h, w), False)
         for d in range(len(dt)):
             _paint_ellipse(dt_masks[d], *dt[d])
         pred = {

@@ -33,6 +33,7 @@ around them (and only around them) on CUDA.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -68,8 +69,9 @@ _CHUNK_BYTES = 1 << 26  # scratch per pixel chunk
 _MIN_CHUNK = 4096  # pixels; keeps the number of chunks (and Python iterations) small
 _INT32_MAX_PIXELS = 1 << 30  # int32 GEMM partial counts stay exact below 2**31
 _FLOAT_MAX_PIXELS = 1 << 24  # float32 partial counts stay exact up to 2**24
-_LANE_WORDS = 127  # int64 words summed per group in _count_true: each byte lane stays <= 127
+_LANE_WORDS = 127  # int64 words summed per group in _lane_counts: each byte lane stays <= 127
 _BIT_TABLE_SIZE = 256
+_SLABS = 16  # slabs of words added by _count_true: fewer stream faster from memory, more leave fewer lanes
 
 
 def _check_masks(det: object, gt: object) -> tuple[Tensor, Tensor]:
@@ -117,20 +119,40 @@ def _chunk_pixels(num_pixels: int, bytes_per_pixel: int, cap: int) -> int:
 def _count_true(x: Tensor) -> Tensor:
     """int64 ``(B, R)`` number of True values along the last axis of a bool ``(B, R, P)`` tensor.
 
-    Eight bytes at a time: the 0/1 bytes are viewed as int64 words and summed in groups of 127
-    words, so that each byte lane holds at most 127 (no carry, no sign overflow), then the lanes are
-    summed. Pads (a copy) only when ``P`` is not a multiple of 127 * 8 or the layout does not allow the view.
+    Eight bytes at a time: the 0/1 bytes are viewed as int64 words, and ``_SLABS`` equal slabs of
+    them are added element-wise (a vectorised reduction over a middle axis that streams through
+    memory; each byte lane of the sums stays <= ``_SLABS``, no carry); the lanes of those words are
+    then added within each word (:func:`_word_byte_sums`). Pads (a copy) only when ``P`` is not a
+    multiple of 8 or the layout does not allow the int64 view.
     """
     b, r, p = x.shape
-    if p == 0:
+    if p == 0 or x.numel() == 0:
         return torch.zeros(b, r, dtype=torch.int64, device=x.device)
-    groups = -(-p // (8 * _LANE_WORDS))
-    padded = groups * 8 * _LANE_WORDS
     u = x.view(torch.uint8)
-    if padded != p or not u.is_contiguous() or u.storage_offset() % 8:
-        u = F.pad(u, (0, padded - p))
-    lanes = u.view(torch.int64).view(b, r, groups, _LANE_WORDS).sum(-1)
-    return lanes.view(torch.uint8).view(b, r, groups * 8).sum(-1, dtype=torch.int64)
+    if p % 8 or u.stride(-1) != 1 or u.storage_offset() % 8 or any(s % 8 for s in u.stride()[:-1]):
+        u = F.pad(u, (0, -p % 8))
+    words = u.view(torch.int64)
+    q = words.shape[-1] // _SLABS
+    total = _word_byte_sums(words[..., q * _SLABS :])  # the last words: 0/1 bytes
+    if q:
+        total += _word_byte_sums(words[..., : q * _SLABS].reshape(b, r, _SLABS, q).sum(2))
+    return total
+
+
+#: Masks selecting the low byte of each 16-bit lane of an int64, and a multiplier that adds the four
+#: 16-bit lanes into the top one.
+_LOW_BYTES = 0x00FF00FF00FF00FF
+_ADD_16BIT_LANES = 0x0001000100010001
+
+
+def _word_byte_sums(words: Tensor) -> Tensor:
+    """int64 sums over the last axis of the byte values of int64 ``words``, each byte at most 127.
+
+    Adjacent bytes are added into 16-bit lanes (each <= 254), then one multiplication adds the
+    four lanes into the top 16 bits (<= 1016, no carry out; the product wraps modulo 2**64).
+    """
+    pairs = (words & _LOW_BYTES) + ((words >> 8) & _LOW_BYTES)
+    return (((pairs * _ADD_16BIT_LANES) >> 48) & 0xFFFF).sum(-1)
 
 
 def _lane_counts(u8: Tensor) -> Tensor:
@@ -157,12 +179,18 @@ def _int8_scratch(num_gts: int, num_dets: int, num_pixels: int, device: torch.de
     return rhs, chunk
 
 
-def _int8_image(det8: Tensor, gt8: Tensor, rhs: Tensor, chunk: int) -> tuple[Tensor, Tensor, Tensor]:
-    """``(inter (D, G), det_area (D,), gt_area (G,))`` of one image's int8 ``(D, P)``, ``(G, P)`` masks."""
+def _int8_image(
+    det8: Tensor, gt8: Tensor, scratch: Callable[[], tuple[Tensor, int]]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(inter (D, G), det_area (D,), gt_area (G,))`` of one image's int8 ``(D, P)``, ``(G, P)`` masks.
+
+    ``scratch()`` gives the shared :func:`_int8_scratch` buffer and pixel chunk of the dense path.
+    """
     (d, p), g = det8.shape, gt8.shape[0]
-    if d == 0 or p == 0:
-        zeros = torch.zeros(d, g + 1, dtype=torch.int64, device=det8.device)
-        return zeros[:, 1:], zeros[:, 0], _count_true(gt8.view(torch.bool)[None])[0]
+    if d == 0 or p == 0 or g == 0:
+        zeros = torch.zeros(d, g, dtype=torch.int64, device=det8.device)
+        return zeros, _count_true(det8.view(torch.bool)[None])[0], _count_true(gt8.view(torch.bool)[None])[0]
+    rhs, chunk = scratch()
     n = -(-(g + 1) // 8) * 8
     rows = rhs[1 : g + 1]
     total: Tensor | None = None
@@ -188,9 +216,9 @@ def _int8_intersections(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor, Tensor
     if b == 0 or d == 0 or p == 0:
         zeros = torch.zeros(b, d, g + 1, dtype=torch.int64, device=det.device)
         return zeros[:, :, 1:], zeros[:, :, 0], _count_true(gt)
-    rhs, chunk = _int8_scratch(g, d, p, det.device)
+    scratch = functools.cache(lambda: _int8_scratch(g, d, p, det.device))
     det8, gt8 = det.view(torch.int8), gt.view(torch.int8)
-    parts = [_int8_image(det8[i], gt8[i], rhs, chunk) for i in range(b)]
+    parts = [_int8_image(det8[i], gt8[i], scratch) for i in range(b)]
     inter, det_area, gt_area = zip(*parts, strict=True)
     return torch.stack(inter), torch.stack(det_area), torch.stack(gt_area)
 
@@ -211,10 +239,12 @@ def _intersections_per_image(
     det8 = [d.reshape(d.shape[0], d.shape[1] * d.shape[2]).view(torch.int8) for d in dets]
     gt8 = [g.reshape(g.shape[0], g.shape[1] * g.shape[2]).view(torch.int8) for g in gts]
     sizes = [x.shape for x in det8]
-    rhs, chunk = _int8_scratch(
-        max(x.shape[0] for x in gt8), max(s[0] for s in sizes), max(s[1] for s in sizes), dets[0].device
+    scratch = functools.cache(
+        lambda: _int8_scratch(
+            max(x.shape[0] for x in gt8), max(s[0] for s in sizes), max(s[1] for s in sizes), dets[0].device
+        )
     )
-    return [_int8_image(d, g, rhs, chunk) for d, g in zip(det8, gt8, strict=True)]
+    return [_int8_image(d, g, scratch) for d, g in zip(det8, gt8, strict=True)]
 
 
 def _matmul_intersections(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:
