@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from torchseg_metrics.functional.counting import CountMethod, count_codes, exact_integer_gemm
+from torchseg_metrics.functional.counting import CountMethod, count_codes, exact_integer_gemm, reusable_buffer
 
 # float32 sums of 0/1 products are exact below 2**24; the matmul path chunks pixels to stay below.
 _MATMUL_MAX_PIXELS = 1 << 24
@@ -39,29 +39,31 @@ def _row_col_codes(
     if t.dtype == torch.uint8 and c <= 253:
         # Byte arithmetic only: CPU comparisons producing bool run several times slower than
         # vectorised uint8 minimum/subtract, and the codes fit a byte until they are widened.
-        rows = _minimum(t, c)
+        rows = _minimum(t, c, "rows")
         if outside:
             # t - ignore_index wraps to 0 exactly for ignored pixels: 1 - min(t - ignore, 1) marks them
-            rows = rows.add_(_minimum(t - ignore_index, 1).neg_().add_(1))
+            wrapped = torch.sub(t, ignore_index, out=reusable_buffer("ignored", t.numel(), t.dtype, t.device))
+            rows = rows.add_(_minimum(wrapped, 1, "ignored").neg_().add_(1))
         if not keep_bytes:
             rows = rows.to(code_dtype)
     else:
         rows = _clamp_code(t, c, code_dtype)
         if outside:
             rows = rows.add_(t == ignore_index)  # ignored pixels sit at C after the clamp; move them to C + 1
-    cols = _minimum(p, c) if keep_bytes else _clamp_code(p, c, code_dtype)
+    cols = _minimum(p, c, "cols") if keep_bytes else _clamp_code(p, c, code_dtype)
     return rows, cols, c + 2
 
 
-def _minimum(x: Tensor, value: int) -> Tensor:
-    """``min(x, value)`` in ``x``'s dtype.
+def _minimum(x: Tensor, value: int, slot: str | None = None) -> Tensor:
+    """``min(x, value)`` in ``x``'s dtype, into the reusable buffer ``slot`` when one is named.
 
     On CPU a 0-d tensor operand takes torch's vectorised kernel (a Python-scalar ``clamp`` of bytes
     runs about 20x slower there); elsewhere the Python scalar is used, so nothing is copied.
     """
+    out = reusable_buffer(slot, x.numel(), x.dtype, x.device).view(x.shape) if slot is not None else None
     if x.device.type == "cpu":
-        return torch.minimum(x, torch.tensor(value, dtype=x.dtype))
-    return x.clamp(max=value)
+        return torch.minimum(x, torch.tensor(value, dtype=x.dtype), out=out)
+    return torch.clamp(x, max=value, out=out)
 
 
 def _representable(value: int, dtype: torch.dtype) -> bool:
@@ -138,7 +140,9 @@ def _confusion_matrix_update(
         # casting path on CPU (about 10x slower than widening first)
         groups = 1 if num_images is None else num_images
         code_dtype = torch.int32 if groups > 1 or (nrows * ncols) >= 2**15 else torch.int16
-        codes = rows.to(code_dtype).mul_(ncols).add_(cols.to(code_dtype))
+        n = rows.numel()
+        codes = reusable_buffer("codes", n, code_dtype, rows.device).copy_(rows.view(-1)).mul_(ncols)
+        codes.add_(reusable_buffer("widened", n, code_dtype, rows.device).copy_(cols.view(-1)))
         nbins = nrows * ncols
         if groups > 1:
             offsets = torch.arange(groups, device=codes.device, dtype=torch.int32) * nbins

@@ -4,12 +4,18 @@ Counts must be exact integers on every device and never synchronise: ``torch.bin
 fastest CPU histogram but reads the maximum back to the host on CUDA, so CUDA uses an integer
 scatter-add, and deterministic mode a sort with ``searchsorted`` bin edges. GEMMs of 0/1 values
 with float32 accumulation are exact while partial sums stay below 2**24.
+
+On the CPU, ``bincount`` counts consecutive pixels into interleaved copies of the histogram (see
+``_LANES``), and per-update temporaries can live in per-thread buffers reused from call to call
+(:func:`reusable_buffer`), which spares the page faults of fresh multi-MB allocations.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Literal
 
 import torch
@@ -19,12 +25,65 @@ CountMethod = Literal["auto", "bincount", "scatter", "matmul"]
 COUNT_METHODS: tuple[str, ...] = ("auto", "bincount", "scatter", "matmul")
 
 
+_buffers = threading.local()
+
+
+def reusable_buffer(slot: str, numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """An uninitialised 1-D tensor for a kernel's temporaries, reused from call to call on the CPU.
+
+    A fresh CPU allocation of a few MB comes straight from the operating system, and touching its
+    pages costs page faults on every update (on a virtual machine, about as much as the kernel's
+    own work). Each thread keeps one buffer per ``slot`` and dtype, grown to the largest request:
+    a few bytes per pixel of the largest batch, held until :func:`release_buffers`. A caller must
+    use distinct slots for buffers alive at the same time and never return a view of one. Other
+    devices allocate normally (their caching allocators already reuse memory).
+    """
+    if device.type != "cpu":
+        return torch.empty(numel, dtype=dtype, device=device)
+    cache = _buffers.__dict__.setdefault("cache", {})
+    buf = cache.get((slot, dtype))
+    if buf is None or buf.numel() < numel:
+        buf = cache[(slot, dtype)] = torch.empty(numel, dtype=dtype)
+    return buf[:numel]
+
+
+def release_buffers() -> None:
+    """Free this thread's reusable CPU buffers (see :func:`reusable_buffer`)."""
+    _buffers.__dict__.pop("cache", None)
+
+
+#: Histogram lanes of the CPU ``bincount`` path: consecutive pixels count into ``_LANES`` separate
+#: copies of the histogram, summed at the end. Label maps come in long runs of one code, and with a
+#: single histogram every increment waits for the previous one to the same counter; interleaved
+#: lanes break that chain (about 2x faster on blob-shaped maps). Fewer lanes when the copies would
+#: outgrow ``_LANE_BINS`` counters (the L2 cache) or the codes' dtype.
+_LANES = 8
+_LANE_BINS = 1 << 16
+_LANE_PERIOD = 1024  # length of the lane-offset pattern added per row of codes (a vectorised add)
+
+
+@lru_cache(maxsize=32)
+def _lane_offsets(lanes: int, nbins: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``(i mod lanes) * nbins`` for ``i < _LANE_PERIOD``, cached per device (no copy per update)."""
+    return ((torch.arange(_LANE_PERIOD) % lanes) * nbins).to(dtype=dtype, device=device)
+
+
+def _lane_count(codes: Tensor, nbins: int) -> int:
+    lanes = _LANES
+    limit = torch.iinfo(codes.dtype).max + 1
+    while lanes > 1 and (lanes * nbins > max(_LANE_BINS, nbins) or lanes * nbins > limit):
+        lanes //= 2
+    return lanes if codes.numel() >= 2 * _LANE_PERIOD else 1
+
+
 def count_codes(codes: Tensor, nbins: int, method: CountMethod = "auto") -> Tensor:
     """int64 histogram of ``codes`` (integers in ``[0, nbins)``) of length ``nbins``, without a sync.
 
-    ``"bincount"`` is the CPU default. On CUDA ``torch.bincount`` reads the maximum back to the host,
-    so ``"scatter"`` (integer scatter-add: exact and order-independent) is the default there, and
-    under ``torch.use_deterministic_algorithms(True)`` a sort with ``searchsorted`` bin edges
+    ``"bincount"`` is the CPU default; it may overwrite ``codes`` (callers pass a temporary), adding
+    lane offsets to count consecutive pixels into separate histogram copies (see ``_LANES``). On
+    CUDA ``torch.bincount`` reads the maximum back to the host, so ``"scatter"`` (integer
+    scatter-add: exact and order-independent) is the default there, and under
+    ``torch.use_deterministic_algorithms(True)`` a sort with ``searchsorted`` bin edges
     (``"matmul"`` names the confusion-matrix kernel, which falls back to it for plain histograms).
     """
     if method == "auto":
@@ -33,7 +92,14 @@ def count_codes(codes: Tensor, nbins: int, method: CountMethod = "auto") -> Tens
         else:
             method = "matmul" if torch.are_deterministic_algorithms_enabled() else "scatter"
     if method == "bincount":
-        return torch.bincount(codes, minlength=nbins)
+        lanes = _lane_count(codes, nbins)
+        if lanes == 1 or not codes.is_contiguous():
+            return torch.bincount(codes, minlength=nbins)
+        whole = codes.numel() // _LANE_PERIOD * _LANE_PERIOD  # the tail keeps lane 0
+        codes.view(-1)[:whole].view(-1, _LANE_PERIOD).add_(
+            _lane_offsets(lanes, nbins, codes.dtype, codes.device)
+        )
+        return torch.bincount(codes.view(-1), minlength=lanes * nbins).view(lanes, nbins).sum(0)
     if method == "scatter":
         out = torch.zeros(nbins, dtype=torch.int64, device=codes.device)
         ones = torch.ones((), dtype=torch.int64, device=codes.device).expand(codes.numel())
