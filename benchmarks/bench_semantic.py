@@ -177,7 +177,7 @@ def _crop(w: SemanticWorkload, rows: int) -> SemanticWorkload:
 def contenders(w: SemanticWorkload, quick: bool) -> list[Contender]:
     """The rows timed for one workload; slow peers get fewer repeats (stated in the table)."""
     n, height = w.num_images, w.target.shape[1]
-    fast, slow = (2, 1) if quick else (7, 3)
+    fast, slow = (2, 1) if quick else (15, 3)
     rows = [
         Contender("torchseg-metrics `MeanIoU` (uint8 labels)", ours(w), n, fast, key="ours"),
         Contender(

@@ -76,6 +76,37 @@ def test_invalid_targets_are_counted_not_dropped(method: str) -> None:
     assert int(confmat.sum()) == 3
 
 
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("ignore", [255, 254, 200, None])
+def test_invalid_uint8_targets_with_each_row_layout(method: str, ignore: int | None, device) -> None:
+    """uint8 targets: ignore 255 (rows shifted by one, ignored pixels first) and other values."""
+    rng = np.random.default_rng(ignore or 0)
+    target = rng.integers(0, 6, (3, 17, 23)).astype(np.uint8)
+    target[rng.random(target.shape) < 0.1] = 255
+    target[rng.random(target.shape) < 0.05] = 254
+    target[rng.random(target.shape) < 0.05] = 200
+    target[rng.random(target.shape) < 0.05] = 6
+    preds = rng.integers(0, 9, target.shape).astype(np.uint8)
+    for num_images in (None, 3):
+        confmat, invalid = _confusion_matrix_update(
+            torch.from_numpy(preds).to(device),
+            torch.from_numpy(target).to(device),
+            6,
+            ignore,
+            num_images=num_images,
+            method=method,
+        )
+        for i in range(3) if num_images else [None]:
+            t, p = (target, preds) if i is None else (target[i], preds[i])
+            keep = t != ignore if ignore is not None else np.ones(t.shape, bool)
+            bad = keep & (t >= 6)
+            got = (confmat, invalid) if i is None else (confmat[i], invalid[i])
+            assert int(got[1]) == int(bad.sum())
+            np.testing.assert_array_equal(
+                got[0].cpu().numpy(), np_confusion(p[keep & ~bad], t[keep & ~bad], 6, None)
+            )
+
+
 def test_matmul_chunks_stay_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     """The matmul path sums fixed-size chunks; force tiny chunks and compare with bincount."""
     monkeypatch.setattr(confusion, "_MATMUL_MAX_PIXELS", 7)

@@ -23,24 +23,33 @@ _MATMUL_MAX_ELEMENTS = 1 << 26
 
 def _row_col_codes(
     preds: Tensor, target: Tensor, num_classes: int, ignore_index: int | None
-) -> tuple[Tensor, Tensor, int]:
-    """Per-pixel row code in ``[0, C + 1]`` and column code in ``[0, C]``.
+) -> tuple[Tensor, Tensor, int, int]:
+    """Per-pixel row code in ``[0, C + 1]``, column code in ``[0, C]``, the number of row codes, and
+    the row code of class 0.
 
-    Row codes: ``0..C-1`` a valid target, ``C`` a non-ignored target outside ``[0, C)``, ``C + 1``
-    an ignored pixel (when ``ignore_index`` lies outside ``[0, C)``; an in-range ``ignore_index``
-    keeps its own row, which the caller zeroes). Column codes: ``0..C-1`` or ``C`` for out-of-range.
-    Codes stay uint8 when both inputs are uint8 (the caller widens once), else int16/int32.
+    Row codes (class 0 at code 0): ``0..C-1`` a valid target, ``C`` a non-ignored target outside
+    ``[0, C)``, ``C + 1`` an ignored pixel (when ``ignore_index`` lies outside ``[0, C)``; an in-range
+    ``ignore_index`` keeps its own row, which the caller zeroes). For uint8 targets with
+    ``ignore_index=255`` the rows are shifted by one instead (class 0 at code 1): ``0`` ignored,
+    ``1..C`` valid, ``C + 1`` outside. Column codes: ``0..C-1`` or ``C`` for out-of-range. Codes stay
+    uint8 when both inputs are uint8 (the caller widens once), else int16/int32.
     """
     c = num_classes
     code_dtype = torch.int16 if (c + 2) * (c + 1) < 2**15 else torch.int32
     t, p = target.reshape(-1), preds.reshape(-1)
     outside = ignore_index is not None and not 0 <= ignore_index < c and _representable(ignore_index, t.dtype)
     keep_bytes = t.dtype == p.dtype == torch.uint8 and c <= 253
+    first = 0
     if t.dtype == torch.uint8 and c <= 253:
         # Byte arithmetic only: CPU comparisons producing bool run several times slower than
-        # vectorised uint8 minimum/subtract, and the codes fit a byte until they are widened.
-        rows = _minimum(t, c, "rows")
-        if outside:
+        # vectorised uint8 minimum/add, and the codes fit a byte until they are widened.
+        if outside and ignore_index == 255:
+            # t + 1 wraps 255 to 0: min(t + 1, C + 1) is 0 ignored, 1..C valid, C + 1 outside
+            shifted = torch.add(t, _scalar(1, t), out=reusable_buffer("rows", t.numel(), t.dtype, t.device))
+            rows, first = _minimum(shifted, c + 1, "rows"), 1
+        else:
+            rows = _minimum(t, c, "rows")
+        if outside and ignore_index != 255:
             # t - ignore_index wraps to 0 exactly for ignored pixels: 1 - min(t - ignore, 1) marks them
             wrapped = torch.sub(t, ignore_index, out=reusable_buffer("ignored", t.numel(), t.dtype, t.device))
             rows = rows.add_(_minimum(wrapped, 1, "ignored").neg_().add_(1))
@@ -51,18 +60,21 @@ def _row_col_codes(
         if outside:
             rows = rows.add_(t == ignore_index)  # ignored pixels sit at C after the clamp; move them to C + 1
     cols = _minimum(p, c, "cols") if keep_bytes else _clamp_code(p, c, code_dtype)
-    return rows, cols, c + 2
+    return rows, cols, c + 2, first
+
+
+def _scalar(value: int, like: Tensor) -> Tensor | int:
+    """A 0-d tensor on CPU (torch's vectorised kernels; a Python scalar of bytes runs ~20x slower
+    there), the Python scalar elsewhere (no host-to-device copy)."""
+    return torch.tensor(value, dtype=like.dtype) if like.device.type == "cpu" else value
 
 
 def _minimum(x: Tensor, value: int, slot: str | None = None) -> Tensor:
-    """``min(x, value)`` in ``x``'s dtype, into the reusable buffer ``slot`` when one is named.
-
-    On CPU a 0-d tensor operand takes torch's vectorised kernel (a Python-scalar ``clamp`` of bytes
-    runs about 20x slower there); elsewhere the Python scalar is used, so nothing is copied.
-    """
+    """``min(x, value)`` in ``x``'s dtype, into the reusable buffer ``slot`` when one is named
+    (``x`` may be that buffer)."""
     out = reusable_buffer(slot, x.numel(), x.dtype, x.device).view(x.shape) if slot is not None else None
     if x.device.type == "cpu":
-        return torch.minimum(x, torch.tensor(value, dtype=x.dtype), out=out)
+        return torch.minimum(x, _scalar(value, x), out=out)
     return torch.clamp(x, max=value, out=out)
 
 
@@ -122,7 +134,7 @@ def _confusion_matrix_update(
         ``()`` (or ``(num_images,)``): non-ignored target pixels outside ``[0, C)``.
     """
     c = num_classes
-    rows, cols, nrows = _row_col_codes(preds, target, c, ignore_index)
+    rows, cols, nrows, first = _row_col_codes(preds, target, c, ignore_index)
     ncols = c + 1
     if method == "matmul":
         if num_images is not None:
@@ -150,7 +162,7 @@ def _confusion_matrix_update(
         full = count_codes(codes, nbins * groups, method).view(groups, nrows, ncols)
         if num_images is None:
             full = full[0]
-    confmat = full[..., :c, :].clone()
+    confmat = full[..., first : first + c, :].clone()
     if ignore_index is not None and 0 <= ignore_index < c:
         confmat[..., ignore_index, :] = 0
-    return confmat, full[..., c, :].sum(-1)
+    return confmat, full[..., first + c, :].sum(-1)
