@@ -76,6 +76,16 @@ def test_reusable_buffer_grows_and_is_per_slot_and_dtype() -> None:
     assert reusable_buffer("a", 7, torch.int16, torch.device("cpu")).numel() == 7
 
 
+def test_large_requests_are_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(counting, "_MAX_REUSED_BYTES", 64)
+    release_buffers()
+    small = reusable_buffer("s", 32, torch.int16, torch.device("cpu"))
+    assert reusable_buffer("s", 32, torch.int16, torch.device("cpu")).data_ptr() == small.data_ptr()
+    large = reusable_buffer("l", 33, torch.int16, torch.device("cpu"))
+    assert large.numel() == 33
+    assert ("l", torch.int16) not in counting._buffers.cache
+
+
 def test_reusable_buffers_are_per_thread() -> None:
     import threading
 

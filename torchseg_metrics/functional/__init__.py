@@ -1,6 +1,7 @@
 """Functional forms of every metric and the kernels beneath them."""
 
 from torchseg_metrics.functional.box_iou import box_convert_to_xyxy, box_iou
+from torchseg_metrics.functional.counting import release_buffers
 from torchseg_metrics.functional.mask_iou import mask_intersections, mask_iou, mask_iou_from_intersections
 from torchseg_metrics.functional.panoptic import modified_panoptic_quality, panoptic_quality
 from torchseg_metrics.functional.panoptic_scores import (
@@ -33,5 +34,6 @@ __all__ = [
     "panoptic_quality_from_stats",
     "panoptic_summary_from_stats",
     "pixel_accuracy",
+    "release_buffers",
     "semantic_metrics",
 ]

@@ -26,6 +26,7 @@ COUNT_METHODS: tuple[str, ...] = ("auto", "bincount", "scatter", "matmul")
 
 
 _buffers = threading.local()
+_MAX_REUSED_BYTES = 16 << 20
 
 
 def reusable_buffer(slot: str, numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -33,12 +34,13 @@ def reusable_buffer(slot: str, numel: int, dtype: torch.dtype, device: torch.dev
 
     A fresh CPU allocation of a few MB comes straight from the operating system, and touching its
     pages costs page faults on every update (on a virtual machine, about as much as the kernel's
-    own work). Each thread keeps one buffer per ``slot`` and dtype, grown to the largest request:
-    a few bytes per pixel of the largest batch, held until :func:`release_buffers`. A caller must
+    own work). Each thread keeps one buffer per ``slot`` and dtype, grown to the largest request
+    up to ``_MAX_REUSED_BYTES`` (16 MiB; larger requests allocate normally), held until
+    :func:`release_buffers`: at most a few tens of MB per thread in all. A caller must
     use distinct slots for buffers alive at the same time and never return a view of one. Other
     devices allocate normally (their caching allocators already reuse memory).
     """
-    if device.type != "cpu":
+    if device.type != "cpu" or numel * dtype.itemsize > _MAX_REUSED_BYTES:
         return torch.empty(numel, dtype=dtype, device=device)
     cache = _buffers.__dict__.setdefault("cache", {})
     buf = cache.get((slot, dtype))
