@@ -14,9 +14,12 @@ Run through ``benchmarks/run.py`` (``python benchmarks/run.py semantic``, or ``-
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
+import statistics
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +31,7 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the checkout, when not pip-installed
 
-from _harness import machine_line, markdown_table, median_seconds
+from _harness import machine_line, markdown_table
 from semantic_workloads import SemanticWorkload, ade20k_like, cityscapes_like
 
 ISSUE_NUMBERS = (
@@ -241,19 +244,57 @@ def contenders(w: SemanticWorkload, quick: bool) -> list[Contender]:
     return rows
 
 
+def _interleaved(cs: list[Contender]) -> dict[int, tuple[float | None, float, str]]:
+    """``(ms per image, mIoU, error)`` of each contender, their repeats taken in turn (round robin).
+
+    On a shared machine the speed drifts by tens of percent within a minute; interleaving puts
+    every contender's runs in the same time windows, so their ratios do not depend on the order.
+    """
+    times: dict[int, list[float]] = {id(c): [] for c in cs}
+    values: dict[int, float] = {id(c): math.nan for c in cs}
+    errors: dict[int, str] = {}
+
+    def one(c: Contender, timed: bool) -> None:
+        if id(c) in errors:
+            return
+        try:
+            gc.collect()
+            start = time.perf_counter()
+            values[id(c)] = c.fn()
+            if timed:
+                times[id(c)].append(time.perf_counter() - start)
+        except Exception as exc:  # a missing peer or package must not stop the table
+            errors[id(c)] = f"{type(exc).__name__}: {exc}"[:120]
+
+    for c in cs:
+        for _ in range(c.warmup):
+            one(c, timed=False)
+    for r in range(max(c.repeat for c in cs)):
+        for c in cs:
+            if r < c.repeat:
+                one(c, timed=True)
+    return {
+        id(c): (
+            None if id(c) in errors else 1000.0 * statistics.median(times[id(c)]) / c.images,
+            values[id(c)],
+            errors.get(id(c), ""),
+        )
+        for c in cs
+    }
+
+
 def _time_workload(w: SemanticWorkload, quick: bool) -> str:
     ref = reference_miou(w)
     results: list[tuple[Contender, float | None, float, str]] = []
-    for c in contenders(w, quick):
-        values: list[float] = []
-        try:
-            seconds = median_seconds(
-                lambda c=c, values=values: values.append(c.fn()), repeat=c.repeat, warmup=c.warmup
-            )
-            results.append((c, 1000.0 * seconds / c.images, values[-1], ""))
-        except Exception as exc:  # a missing peer or package must not stop the table
-            results.append((c, None, math.nan, f"{type(exc).__name__}: {exc}"[:120]))
-        print(f"  {w.name}: {c.name}: {results[-1][1]} ms/image, mIoU {results[-1][2]}", flush=True)
+    cs = contenders(w, quick)
+    fast = max(c.repeat for c in cs)
+    timed = _interleaved([c for c in cs if c.repeat == fast])  # the fast rows, in turn
+    for c in cs:
+        if id(c) not in timed:  # slow peers: one after the other
+            timed.update(_interleaved([c]))
+        ms, value, err = timed[id(c)]
+        results.append((c, ms, value if not err else math.nan, err))
+        print(f"  {w.name}: {c.name}: {ms} ms/image, mIoU {value}", flush=True)
     base = results[0][1]
     rows = []
     for c, ms, value, err in results:
@@ -298,7 +339,9 @@ def run(quick: bool = False) -> str:
         machine_line(),
         "",
         "Median wall time of building a metric, one `update` with the whole batch and `compute`, divided by "
-        "the number of images. `× ours` is relative to the first row. mIoU is checked against a NumPy "
+        "the number of images; the rows with the most repeats take their runs in turn (round robin), so that "
+        "the drift of a shared machine's speed within a minute touches them alike. "
+        "`× ours` is relative to the first row. mIoU is checked against a NumPy "
         "`bincount` confusion matrix (✓: within 1e-6; ≠: a different convention by design). hotcoco runs "
         f"with `RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']}` (its thread pool).",
     ]
