@@ -139,20 +139,20 @@ def _count_true(x: Tensor) -> Tensor:
     return total
 
 
-#: Masks selecting the low byte of each 16-bit lane of an int64, and a multiplier that adds the four
-#: 16-bit lanes into the top one.
+#: Masks selecting the low half of each 16-bit and of each 32-bit lane of an int64.
 _LOW_BYTES = 0x00FF00FF00FF00FF
-_ADD_16BIT_LANES = 0x0001000100010001
+_LOW_SHORTS = 0x0000FFFF0000FFFF
 
 
 def _word_byte_sums(words: Tensor) -> Tensor:
     """int64 sums over the last axis of the byte values of int64 ``words``, each byte at most 127.
 
-    Adjacent bytes are added into 16-bit lanes (each <= 254), then one multiplication adds the
-    four lanes into the top 16 bits (<= 1016, no carry out; the product wraps modulo 2**64).
+    Adjacent bytes are added into 16-bit lanes, those into 32-bit lanes, then the two halves
+    (masks and shifts only: the words are non-negative and nothing overflows).
     """
     pairs = (words & _LOW_BYTES) + ((words >> 8) & _LOW_BYTES)
-    return (((pairs * _ADD_16BIT_LANES) >> 48) & 0xFFFF).sum(-1)
+    quads = (pairs & _LOW_SHORTS) + ((pairs >> 16) & _LOW_SHORTS)
+    return ((quads & 0xFFFFFFFF) + (quads >> 32)).sum(-1)
 
 
 def _lane_counts(u8: Tensor) -> Tensor:
