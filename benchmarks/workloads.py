@@ -96,7 +96,7 @@ class InstanceWorkload:
             f"{self.num_images} images of {self.height}x{self.width}, ~{self.gts_per_image:g} ground truths "
             f"per image ({self.crowd_fraction:.0%} crowd), {self.dets_per_image} scored detections per image "
             f"(jittered copies of the ground truths plus false positives), {self.num_classes} classes, "
-            f"bool mask tensors, seed {self.seed}"
+            f"bool mask tensors written in full (as a model's thresholded output), seed {self.seed}"
         )
 
     def image(self, index: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
