@@ -94,22 +94,32 @@ def class_mask(
 
 def scores_from_confusion(confmat: Tensor, keep: Tensor) -> dict[str, Tensor]:
     """Every semantic score of ``confmat`` ``(..., C, C + 1)``: per-class vectors (NaN outside
-    ``keep``) under :data:`PER_CLASS_SCORES` and means under :data:`MEAN_SCORES`, float64."""
+    ``keep``) under :data:`PER_CLASS_SCORES` and means under :data:`MEAN_SCORES`, float64.
+
+    The same operations as the single-score functions above, on counts taken once (a ``compute()``
+    or ``forward()`` per batch stays a few dozen small tensor ops).
+    """
+    tp, target, pred = _counts(confmat)
+    iou = tp / (target + pred - tp)
+    dice = 2 * tp / (target + pred)
     per_class = {
-        "iou": iou_from_confusion(confmat),
-        "dice": dice_from_confusion(confmat),
-        "accuracy": accuracy_from_confusion(confmat),
+        "iou": torch.where(keep, iou, float("nan")),
+        "dice": torch.where(keep, dice, float("nan")),
+        "accuracy": torch.where(keep, tp / target, float("nan")),
     }
-    per_class = {k: torch.where(keep, v, float("nan")) for k, v in per_class.items()}
+    kept_tp, kept_target, kept_pred = tp * keep, target * keep, pred * keep
+    kept_total = kept_target.sum(-1)
+    counted = kept_target > 0
+    zeros = torch.zeros_like(iou)
     return {
         **per_class,
         "miou": nan_mean(per_class["iou"]),
         "mdice": nan_mean(per_class["dice"]),
         "mean_accuracy": nan_mean(per_class["accuracy"]),
-        "pixel_accuracy": pixel_accuracy_from_confusion(confmat, keep),
-        "fwiou": frequency_weighted_iou_from_confusion(confmat, keep),
-        "dice_micro": dice_micro_weighted(confmat, keep, "micro"),
-        "dice_weighted": dice_micro_weighted(confmat, keep, "weighted"),
+        "pixel_accuracy": kept_tp.sum(-1) / kept_total,
+        "fwiou": torch.where(counted, kept_target * iou, zeros).sum(-1) / kept_total,
+        "dice_micro": 2 * kept_tp.sum(-1) / (kept_total + kept_pred.sum(-1)),
+        "dice_weighted": torch.where(counted, kept_target * dice, zeros).sum(-1) / kept_total,
     }
 
 
