@@ -270,7 +270,7 @@ def _interleaved(cs: list[Contender]) -> dict[int, tuple[float | None, float, st
         for _ in range(c.warmup):
             one(c, timed=False)
     for r in range(max(c.repeat for c in cs)):
-        for c in cs:
+        for c in cs[r % len(cs) :] + cs[: r % len(cs)]:  # rotated: each row follows each other row alike
             if r < c.repeat:
                 one(c, timed=True)
     return {
@@ -339,7 +339,8 @@ def run(quick: bool = False) -> str:
         machine_line(),
         "",
         "Median wall time of building a metric, one `update` with the whole batch and `compute`, divided by "
-        "the number of images; the rows with the most repeats take their runs in turn (round robin), so that "
+        "the number of images; the rows with the most repeats take their runs in turn (round robin, "
+        "the order rotated every round), so that "
         "the drift of a shared machine's speed within a minute touches them alike. "
         "`× ours` is relative to the first row. mIoU is checked against a NumPy "
         "`bincount` confusion matrix (✓: within 1e-6; ≠: a different convention by design). hotcoco runs "
