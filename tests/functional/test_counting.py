@@ -9,7 +9,7 @@ from _semantic_reference import blob_labels, np_confusion, perturb
 
 import torchseg_metrics.functional.counting as counting
 from torchseg_metrics.functional.confusion import _confusion_matrix_update
-from torchseg_metrics.functional.counting import count_codes, release_buffers, reusable_buffer
+from torchseg_metrics.functional.counting import count_codes, count_true, release_buffers, reusable_buffer
 
 
 def _runs(rng: np.random.Generator, n: int, nbins: int) -> np.ndarray:
@@ -118,3 +118,14 @@ def test_confusion_results_never_alias_the_buffers(ignore: int | None) -> None:
         results.append((got, np_confusion(preds, target, 7, ignore)))
     for got, expected in results:
         np.testing.assert_array_equal(got.numpy(), expected)
+
+
+@pytest.mark.parametrize("p", [0, 1, 7, 1016, 1017, 5000])
+def test_count_true(p: int, device) -> None:
+    rng = np.random.default_rng(p)
+    x = rng.random((2, 3, p)) < 0.6
+    x[0, 0] = True
+    expected = x.sum(-1)
+    np.testing.assert_array_equal(count_true(torch.from_numpy(x).to(device)).cpu().numpy(), expected)
+    sliced = torch.from_numpy(np.concatenate([x, x], axis=-1)).to(device)[..., 1 : p + 1]
+    np.testing.assert_array_equal(count_true(sliced).cpu().numpy(), expected)  # a rotation of x

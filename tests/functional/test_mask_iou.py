@@ -11,7 +11,6 @@ import torch
 
 from torchseg_metrics.functional.counting import exact_integer_gemm
 from torchseg_metrics.functional.mask_iou import (
-    _count_true,
     mask_intersections,
     mask_iou,
     mask_iou_from_intersections,
@@ -235,17 +234,6 @@ def test_exact_integer_gemm_restores_the_deterministic_flag() -> None:
             assert torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
-
-
-@pytest.mark.parametrize("p", [0, 1, 7, 1016, 1017, 5000])
-def test_count_true(p: int, device) -> None:
-    rng = np.random.default_rng(p)
-    x = rng.random((2, 3, p)) < 0.6
-    x[0, 0] = True
-    expected = x.sum(-1)
-    np.testing.assert_array_equal(_count_true(torch.from_numpy(x).to(device)).cpu().numpy(), expected)
-    sliced = torch.from_numpy(np.concatenate([x, x], axis=-1)).to(device)[..., 1 : p + 1]
-    np.testing.assert_array_equal(_count_true(sliced).cpu().numpy(), expected)  # a rotation of x
 
 
 def test_iou_from_intersections_uses_pycocotools_division() -> None:

@@ -37,7 +37,6 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from torchseg_metrics._checks import Found, check_choice, check_same_device, check_tensor, fail
@@ -48,7 +47,7 @@ from torchseg_metrics.functional.box_iou import (
     box_convert_to_xyxy,
     box_iou,
 )
-from torchseg_metrics.functional.counting import exact_integer_gemm
+from torchseg_metrics.functional.counting import count_true, exact_integer_gemm
 
 MaskMethod = Literal["auto", "int8", "bytes", "matmul"]
 MASK_METHODS: tuple[str, ...] = ("auto", "int8", "bytes", "matmul")
@@ -71,7 +70,6 @@ _INT32_MAX_PIXELS = 1 << 30  # int32 GEMM partial counts stay exact below 2**31
 _FLOAT_MAX_PIXELS = 1 << 24  # float32 partial counts stay exact up to 2**24
 _LANE_WORDS = 127  # int64 words summed per group in _lane_counts: each byte lane stays <= 127
 _BIT_TABLE_SIZE = 256
-_SLABS = 16  # slabs of words added by _count_true: fewer stream faster from memory, more leave fewer lanes
 
 
 def _check_masks(det: object, gt: object) -> tuple[Tensor, Tensor]:
@@ -116,45 +114,6 @@ def _chunk_pixels(num_pixels: int, bytes_per_pixel: int, cap: int) -> int:
     return max(1, min(num_pixels, cap, max(chunk, _MIN_CHUNK)))
 
 
-def _count_true(x: Tensor) -> Tensor:
-    """int64 ``(B, R)`` number of True values along the last axis of a bool ``(B, R, P)`` tensor.
-
-    Eight bytes at a time: the 0/1 bytes are viewed as int64 words, and ``_SLABS`` equal slabs of
-    them are added element-wise (a vectorised reduction over a middle axis that streams through
-    memory; each byte lane of the sums stays <= ``_SLABS``, no carry); the lanes of those words are
-    then added within each word (:func:`_word_byte_sums`). Pads (a copy) only when ``P`` is not a
-    multiple of 8 or the layout does not allow the int64 view.
-    """
-    b, r, p = x.shape
-    if p == 0 or x.numel() == 0:
-        return torch.zeros(b, r, dtype=torch.int64, device=x.device)
-    u = x.view(torch.uint8)
-    if p % 8 or u.stride(-1) != 1 or u.storage_offset() % 8 or any(s % 8 for s in u.stride()[:-1]):
-        u = F.pad(u, (0, -p % 8))
-    words = u.view(torch.int64)
-    q = words.shape[-1] // _SLABS
-    total = _word_byte_sums(words[..., q * _SLABS :])  # the last words: 0/1 bytes
-    if q:
-        total += _word_byte_sums(words[..., : q * _SLABS].reshape(b, r, _SLABS, q).sum(2))
-    return total
-
-
-#: Masks selecting the low half of each 16-bit and of each 32-bit lane of an int64.
-_LOW_BYTES = 0x00FF00FF00FF00FF
-_LOW_SHORTS = 0x0000FFFF0000FFFF
-
-
-def _word_byte_sums(words: Tensor) -> Tensor:
-    """int64 sums over the last axis of the byte values of int64 ``words``, each byte at most 127.
-
-    Adjacent bytes are added into 16-bit lanes, those into 32-bit lanes, then the two halves
-    (masks and shifts only: the words are non-negative and nothing overflows).
-    """
-    pairs = (words & _LOW_BYTES) + ((words >> 8) & _LOW_BYTES)
-    quads = (pairs & _LOW_SHORTS) + ((pairs >> 16) & _LOW_SHORTS)
-    return ((quads & 0xFFFFFFFF) + (quads >> 32)).sum(-1)
-
-
 def _lane_counts(u8: Tensor) -> Tensor:
     """int64 ``(R,)`` sums of the 0/1 bytes of a contiguous uint8 ``(R, C)``, ``C`` a multiple of 127 * 8."""
     r, c = u8.shape
@@ -189,7 +148,7 @@ def _int8_image(
     (d, p), g = det8.shape, gt8.shape[0]
     if d == 0 or p == 0 or g == 0:
         zeros = torch.zeros(d, g, dtype=torch.int64, device=det8.device)
-        return zeros, _count_true(det8.view(torch.bool)[None])[0], _count_true(gt8.view(torch.bool)[None])[0]
+        return zeros, count_true(det8.view(torch.bool)[None])[0], count_true(gt8.view(torch.bool)[None])[0]
     rhs, chunk = scratch()
     n = -(-(g + 1) // 8) * 8
     rows = rhs[1 : g + 1]
@@ -215,7 +174,7 @@ def _int8_intersections(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor, Tensor
     g = gt.shape[1]
     if b == 0 or d == 0 or p == 0:
         zeros = torch.zeros(b, d, g + 1, dtype=torch.int64, device=det.device)
-        return zeros[:, :, 1:], zeros[:, :, 0], _count_true(gt)
+        return zeros[:, :, 1:], zeros[:, :, 0], count_true(gt)
     scratch = functools.cache(lambda: _int8_scratch(g, d, p, det.device))
     det8, gt8 = det.view(torch.int8), gt.view(torch.int8)
     parts = [_int8_image(det8[i], gt8[i], scratch) for i in range(b)]
@@ -361,7 +320,7 @@ def _mask_intersections(det: Tensor, gt: Tensor, method: str) -> tuple[Tensor, T
     if method == "int8":
         return _int8_intersections(flat_det, flat_gt)
     inter, det_area = _matmul_intersections(flat_det, flat_gt)
-    return inter, det_area, _count_true(flat_gt)
+    return inter, det_area, count_true(flat_gt)
 
 
 def mask_iou_from_intersections(
