@@ -90,7 +90,7 @@ def _clamp_code(x: Tensor, c: int, code_dtype: torch.dtype) -> Tensor:
         return (_minimum(x, c) if c <= info.max else x).to(code_dtype)
     # -1 and c both mean "outside"; the remainder then folds -1 onto c
     x = _minimum(x, min(c, info.max))
-    x = torch.maximum(x, torch.tensor(-1, dtype=x.dtype)) if x.device.type == "cpu" else x.clamp(min=-1)
+    x = torch.maximum(x, _scalar(-1, x)) if x.device.type == "cpu" else x.clamp(min=-1)
     return x.to(code_dtype).remainder_(c + 1)
 
 
