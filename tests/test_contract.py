@@ -3,7 +3,9 @@
 For each metric: split invariance (one ``update`` of all batches vs one per batch), pickle /
 ``clone()`` / ``deepcopy`` / ``state_dict`` round trips mid-epoch and ``reset()``, a failed
 ``update()`` leaving every state exactly unchanged, ``MetricCollection`` with a metric of the same
-family, deterministic algorithms, and (CUDA only) a sync-free ``update()`` equal to the CPU result.
+family, deterministic algorithms, an ``update()`` on the ``meta`` device (the off-CPU code path
+with no data to read back: any host sync raises, so this runs on every machine), and (CUDA only) a
+sync-free ``update()`` equal to the CPU result.
 Results are compared exactly (``rtol=atol=0``, NaN equal to NaN, dtypes equal).
 """
 
@@ -376,3 +378,32 @@ def test_cuda_update_sync_free_and_equal_to_cpu(case: Case, device: torch.device
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert_same(_to(metric.compute(), "cpu"), expected)
+
+
+@pytest.mark.parametrize("deterministic", [False, True], ids=["default", "deterministic"])
+def test_device_update_reads_nothing_back(case: Case, deterministic: bool) -> None:
+    """``update()`` on the off-CPU path never reads a value back, checked without a GPU.
+
+    Tensors on the ``meta`` device have shapes and dtypes but no data, so every host read-back
+    (``.item()``, ``bool()``, ``.tolist()``, ``.cpu()``, ``nonzero``, boolean-mask indexing,
+    ``torch.unique``, ``torch.bincount``) raises there, and this package takes its non-CPU code
+    path for them: the same path as on CUDA. The states keep the CPU run's shapes and dtypes.
+    """
+    cpu = case.make()
+    for batch in case.batches:
+        cpu.update(*batch)
+    metric = case.make().to("meta")
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        for batch in case.batches:
+            metric.update(*_to(batch, torch.device("meta")))
+    finally:
+        torch.use_deterministic_algorithms(before)
+    for name in cpu._defaults:
+        ours, ref = getattr(metric, name), getattr(cpu, name)
+        if isinstance(ref, list):  # list states (instance records): one entry per update
+            assert len(ours) == len(ref)
+            assert all(a.dtype == b.dtype and a.device.type == "meta" for a, b in zip(ours, ref, strict=True))
+        else:
+            assert (ours.shape, ours.dtype, ours.device.type) == (ref.shape, ref.dtype, "meta"), name
