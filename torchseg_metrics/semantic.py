@@ -36,7 +36,7 @@ from torchseg_metrics.functional.semantic import (
     semantic_from_stats,
     semantic_stats_update,
 )
-from torchseg_metrics.functional.semantic_metrics import reduce_dice
+from torchseg_metrics.functional.semantic_metrics import dice_key
 
 __all__ = [
     "ConfusionMatrix",
@@ -106,13 +106,15 @@ class _SemanticMetric(Metric):
         for name, value in increments.items():
             setattr(self, name, getattr(self, name) + value)
 
-    def _all_scores(self) -> dict[str, Tensor]:
+    def _all_scores(self, *keys: str) -> dict[str, Tensor]:
+        """The scores named (every score when none is named), and ``confmat``."""
         stats = {name: getattr(self, name) for name in self._defaults if name != "config"}
         return semantic_from_stats(
             stats,
             ignore_index=self.ignore_index,
             include_background=self.include_background,
             aggregation=self.aggregation,
+            keys=keys or None,
         )
 
     def plot(self, val: Any = None, ax: Any = None) -> Any:
@@ -153,7 +155,7 @@ class ConfusionMatrix(_SemanticMetric):
 
     def compute(self) -> Tensor:
         """The confusion matrix of every pixel seen."""
-        return normalize_confusion(self._all_scores()["confmat"], self.normalize)
+        return normalize_confusion(self._all_scores("confmat")["confmat"], self.normalize)
 
     def plot(self, val: Tensor | None = None, ax: Any = None) -> Any:
         """Heat map of the row-normalised confusion matrix (needs matplotlib)."""
@@ -184,8 +186,8 @@ class MeanIoU(_SemanticMetric):
 
     def compute(self) -> Tensor:
         """mIoU (float64 scalar) or per-class IoU (float64 ``(C,)``, NaN where undefined)."""
-        scores = self._all_scores()
-        return scores["iou"] if self.per_class else scores["miou"]
+        key = "iou" if self.per_class else "miou"
+        return self._all_scores(key)[key]
 
 
 class DiceScore(_SemanticMetric):
@@ -206,7 +208,8 @@ class DiceScore(_SemanticMetric):
 
     def compute(self) -> Tensor:
         """The Dice value that ``average`` asks for, float64."""
-        return reduce_dice(self._all_scores(), self.average)
+        key = dice_key(self.average)
+        return self._all_scores(key)[key]
 
 
 class PixelAccuracy(_SemanticMetric):
@@ -222,7 +225,7 @@ class PixelAccuracy(_SemanticMetric):
 
     def compute(self) -> Tensor:
         """Pixel accuracy, float64 scalar."""
-        return self._all_scores()["pixel_accuracy"]
+        return self._all_scores("pixel_accuracy")["pixel_accuracy"]
 
 
 class MeanAccuracy(_SemanticMetric):
@@ -238,8 +241,8 @@ class MeanAccuracy(_SemanticMetric):
 
     def compute(self) -> Tensor:
         """mAcc (float64 scalar) or per-class accuracy (float64 ``(C,)``)."""
-        scores = self._all_scores()
-        return scores["accuracy"] if self.per_class else scores["mean_accuracy"]
+        key = "accuracy" if self.per_class else "mean_accuracy"
+        return self._all_scores(key)[key]
 
 
 class FrequencyWeightedIoU(_SemanticMetric):
@@ -255,7 +258,7 @@ class FrequencyWeightedIoU(_SemanticMetric):
 
     def compute(self) -> Tensor:
         """fwIoU, float64 scalar."""
-        return self._all_scores()["fwiou"]
+        return self._all_scores("fwiou")["fwiou"]
 
 
 class SemanticMetrics(_SemanticMetric):

@@ -65,3 +65,15 @@ def test_batched_matrices() -> None:
     got = scores_from_confusion(torch.from_numpy(cms), class_mask(5, None, True, torch.device("cpu")))
     for i in range(4):
         np.testing.assert_allclose(got["miou"][i].item(), np_scores(cms[i])["miou"], rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("key", PER_CLASS_SCORES + MEAN_SCORES)
+def test_one_score_alone_is_bit_identical(key: str) -> None:
+    rng = np.random.default_rng(2)
+    cm = torch.from_numpy(rng.integers(0, 30, size=(3, 6, 7)) * (rng.random((3, 6, 7)) < 0.6))
+    keep = class_mask(6, 2, False, cm.device)
+    alone = scores_from_confusion(cm, keep, [key])
+    assert list(alone) == [key]
+    torch.testing.assert_close(
+        alone[key], scores_from_confusion(cm, keep)[key], rtol=0, atol=0, equal_nan=True
+    )

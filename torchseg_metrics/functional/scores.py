@@ -9,6 +9,8 @@ Dice 0 (it counts, as in mmseg and Cityscapes) and accuracy NaN. Means skip NaN.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 from torch import Tensor
 
@@ -92,35 +94,45 @@ def class_mask(
     return keep
 
 
-def scores_from_confusion(confmat: Tensor, keep: Tensor) -> dict[str, Tensor]:
-    """Every semantic score of ``confmat`` ``(..., C, C + 1)``: per-class vectors (NaN outside
-    ``keep``) under :data:`PER_CLASS_SCORES` and means under :data:`MEAN_SCORES`, float64.
+def scores_from_confusion(
+    confmat: Tensor, keep: Tensor, keys: Collection[str] | None = None
+) -> dict[str, Tensor]:
+    """Semantic scores of ``confmat`` ``(..., C, C + 1)``: per-class vectors (NaN outside ``keep``)
+    under :data:`PER_CLASS_SCORES` and means under :data:`MEAN_SCORES`, float64.
 
-    The same operations as the single-score functions above, on counts taken once (a ``compute()``
-    or ``forward()`` per batch stays a few dozen small tensor ops).
+    The same operations as the single-score functions above, on counts taken once; ``keys`` (None
+    for all) limits the work to the scores asked for, so that the ``compute()`` (or per-step
+    ``forward()``) of a single-score metric is a handful of small tensor ops.
     """
+    want = set(PER_CLASS_SCORES + MEAN_SCORES) if keys is None else set(keys)
     tp, target, pred = _counts(confmat)
-    iou = tp / (target + pred - tp)
-    dice = 2 * tp / (target + pred)
-    per_class = {
-        "iou": torch.where(keep, iou, float("nan")),
-        "dice": torch.where(keep, dice, float("nan")),
-        "accuracy": torch.where(keep, tp / target, float("nan")),
-    }
-    kept_tp, kept_target, kept_pred = tp * keep, target * keep, pred * keep
-    kept_total = kept_target.sum(-1)
-    counted = kept_target > 0
-    zeros = torch.zeros_like(iou)
-    return {
-        **per_class,
-        "miou": nan_mean(per_class["iou"]),
-        "mdice": nan_mean(per_class["dice"]),
-        "mean_accuracy": nan_mean(per_class["accuracy"]),
-        "pixel_accuracy": kept_tp.sum(-1) / kept_total,
-        "fwiou": torch.where(counted, kept_target * iou, zeros).sum(-1) / kept_total,
-        "dice_micro": 2 * kept_tp.sum(-1) / (kept_total + kept_pred.sum(-1)),
-        "dice_weighted": torch.where(counted, kept_target * dice, zeros).sum(-1) / kept_total,
-    }
+    nan = float("nan")
+    out: dict[str, Tensor] = {}
+    if want & {"iou", "miou", "fwiou"}:
+        iou = tp / (target + pred - tp)
+        out["iou"] = torch.where(keep, iou, nan)
+    if want & {"dice", "mdice", "dice_weighted"}:
+        dice = 2 * tp / (target + pred)
+        out["dice"] = torch.where(keep, dice, nan)
+    if want & {"accuracy", "mean_accuracy"}:
+        out["accuracy"] = torch.where(keep, tp / target, nan)
+    for mean, per_class in (("miou", "iou"), ("mdice", "dice"), ("mean_accuracy", "accuracy")):
+        if mean in want:
+            out[mean] = nan_mean(out[per_class])
+    if want & {"pixel_accuracy", "fwiou", "dice_micro", "dice_weighted"}:
+        kept_tp, kept_target = tp * keep, target * keep
+        kept_total = kept_target.sum(-1)
+        counted = kept_target > 0
+        zeros = torch.zeros_like(tp)
+        if "pixel_accuracy" in want:
+            out["pixel_accuracy"] = kept_tp.sum(-1) / kept_total
+        if "fwiou" in want:
+            out["fwiou"] = torch.where(counted, kept_target * iou, zeros).sum(-1) / kept_total
+        if "dice_micro" in want:
+            out["dice_micro"] = 2 * kept_tp.sum(-1) / (kept_total + (pred * keep).sum(-1))
+        if "dice_weighted" in want:
+            out["dice_weighted"] = torch.where(counted, kept_target * dice, zeros).sum(-1) / kept_total
+    return {k: out[k] for k in PER_CLASS_SCORES + MEAN_SCORES if k in want}
 
 
 def dice_micro_weighted(confmat: Tensor, keep: Tensor, average: str) -> Tensor:

@@ -14,6 +14,7 @@ Aggregation:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Literal
 
 import torch
@@ -119,9 +120,11 @@ def semantic_from_stats(
     ignore_index: int | None = None,
     include_background: bool = True,
     aggregation: str = "dataset",
+    keys: Collection[str] | None = None,
 ) -> dict[str, Tensor]:
     """Every score from summed statistics: per-class ``iou``/``dice``/``accuracy`` (class 0 dropped
-    when ``include_background`` is False), the means of :data:`MEAN_SCORES`, and ``confmat`` (C, C).
+    when ``include_background`` is False), the means of :data:`MEAN_SCORES`, and ``confmat`` (C, C);
+    ``keys`` limits the scores to those (``confmat`` is always there).
 
     Raises:
         ValueError: if the statistics counted target values outside ``[0, C)`` or NaN scores.
@@ -137,11 +140,12 @@ def semantic_from_stats(
         result.update({k: means[i] for i, k in enumerate(MEAN_SCORES)})
     else:
         result = scores_from_confusion(
-            confmat, class_mask(c, ignore_index, include_background, confmat.device)
+            confmat, class_mask(c, ignore_index, include_background, confmat.device), keys
         )
     first = 0 if include_background else 1
     for k in PER_CLASS_SCORES:
-        result[k] = result[k][first:]
+        if k in result:
+            result[k] = result[k][first:]
     result["confmat"] = confmat[:, :c]
     return result
 
@@ -153,13 +157,19 @@ def _functional(
     ignore_index: int | None,
     include_background: bool,
     aggregation: str,
+    *keys: str,
 ) -> dict[str, Tensor]:
+    """The functional forms' common body: the scores named in ``keys`` (all when none) and ``confmat``."""
     c, ignore = check_semantic_args(num_classes, ignore_index, include_background, aggregation, "auto")
     stats = semantic_stats_update(
         preds, target, c, ignore_index=ignore, include_background=include_background, aggregation=aggregation
     )
     return semantic_from_stats(
-        stats, ignore_index=ignore, include_background=include_background, aggregation=aggregation
+        stats,
+        ignore_index=ignore,
+        include_background=include_background,
+        aggregation=aggregation,
+        keys=keys or None,
     )
 
 
@@ -198,7 +208,7 @@ def confusion_matrix(
     """
     if normalize is not None:
         check_choice("normalize", normalize, NORMALIZE)
-    counts = _functional(preds, target, num_classes, ignore_index, True, "dataset")["confmat"]
+    counts = _functional(preds, target, num_classes, ignore_index, True, "dataset", "confmat")["confmat"]
     return normalize_confusion(counts, normalize)
 
 

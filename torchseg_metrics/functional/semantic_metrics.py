@@ -77,8 +77,8 @@ def mean_iou(
         tensor([0.5000, 0.3333, 0.6667], dtype=torch.float64)
     """
     check_bool("per_class", per_class)
-    result = _functional(preds, target, num_classes, ignore_index, include_background, aggregation)
-    return result["iou"] if per_class else result["miou"]
+    key = "iou" if per_class else "miou"
+    return _functional(preds, target, num_classes, ignore_index, include_background, aggregation, key)[key]
 
 
 def dice_score(
@@ -102,16 +102,16 @@ def dice_score(
         tensor([0.6667, 0.5000, 0.8000], dtype=torch.float64)
     """
     check_choice("average", average, DICE_AVERAGES)
-    result = _functional(preds, target, num_classes, ignore_index, include_background, aggregation)
-    return reduce_dice(result, average)
+    key = dice_key(average)
+    return _functional(preds, target, num_classes, ignore_index, include_background, aggregation, key)[key]
 
 
 _DICE_KEYS = {"none": "dice", "macro": "mdice", "micro": "dice_micro", "weighted": "dice_weighted"}
 
 
-def reduce_dice(result: dict[str, Tensor], average: str) -> Tensor:
-    """The Dice value ``average`` asks for, from a :func:`semantic_metrics`-style result."""
-    return result[_DICE_KEYS[average]]
+def dice_key(average: str) -> str:
+    """The key of the Dice value ``average`` asks for in a :func:`semantic_metrics`-style result."""
+    return _DICE_KEYS[average]
 
 
 def pixel_accuracy(
@@ -131,7 +131,9 @@ def pixel_accuracy(
         >>> pixel_accuracy(preds, target, num_classes=3)
         tensor(0.6667, dtype=torch.float64)
     """
-    return _functional(preds, target, num_classes, ignore_index, True, aggregation)["pixel_accuracy"]
+    return _functional(preds, target, num_classes, ignore_index, True, aggregation, "pixel_accuracy")[
+        "pixel_accuracy"
+    ]
 
 
 def mean_accuracy(
@@ -154,8 +156,8 @@ def mean_accuracy(
         tensor([1.0000, 0.5000, 0.6667], dtype=torch.float64)
     """
     check_bool("per_class", per_class)
-    result = _functional(preds, target, num_classes, ignore_index, include_background, aggregation)
-    return result["accuracy"] if per_class else result["mean_accuracy"]
+    key = "accuracy" if per_class else "mean_accuracy"
+    return _functional(preds, target, num_classes, ignore_index, include_background, aggregation, key)[key]
 
 
 def frequency_weighted_iou(
@@ -176,4 +178,6 @@ def frequency_weighted_iou(
         >>> round(frequency_weighted_iou(preds, target, num_classes=3).item(), 4)
         0.5278
     """
-    return _functional(preds, target, num_classes, ignore_index, include_background, aggregation)["fwiou"]
+    return _functional(preds, target, num_classes, ignore_index, include_background, aggregation, "fwiou")[
+        "fwiou"
+    ]
