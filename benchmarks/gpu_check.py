@@ -18,7 +18,9 @@ Parts, each guarded so that a failure is printed and the next part still runs:
    ``workloads`` generators at moderate size, on the GPU and on the CPU, with equal results checked.
 
 All times are CUDA-synchronised medians, in ms per image. Without CUDA the script prints a message
-and exits with status 0. It exits 1 when a part failed or a check did not hold.
+and exits with status 0. It exits 1 when a part failed or a check did not hold. The reference
+packages that the tests import are missing on the lent GPU machine: ``benchmarks/gpu_wheels.sh``
+fetches them beforehand, and ``benchmarks/README.md`` (the GPU paragraph) gives the one call to make.
 """
 
 from __future__ import annotations
