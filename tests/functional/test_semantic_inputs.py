@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from torchseg_metrics.functional import semantic_inputs
 from torchseg_metrics.functional.semantic_inputs import _channel_argmax, labels_from_preds
 
 
@@ -29,6 +30,16 @@ def test_channel_argmax_equals_torch_max(dtype: torch.dtype, c: int, shape: tupl
     assert labels.dtype == torch.uint8 and labels.shape == expected_labels.shape
     assert torch.equal(labels.long(), expected_labels)  # the first maximal class on ties
     assert torch.equal(values, expected_values)
+
+
+@pytest.mark.parametrize("chunk", [16, 50])
+def test_channel_argmax_in_pixel_chunks(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """Chunks that divide the image and chunks with a partial last one give torch.max's results."""
+    monkeypatch.setattr(semantic_inputs, "_ARGMAX_CHUNK", chunk)
+    x = _scores(6, (3, 8, 10), torch.float32, seed=7)  # 80 pixels per image
+    values, labels = _channel_argmax(x)
+    expected_values, expected_labels = x.max(dim=1)
+    assert torch.equal(labels.long(), expected_labels) and torch.equal(values, expected_values)
 
 
 def test_nan_scores_are_counted_like_torch_max() -> None:

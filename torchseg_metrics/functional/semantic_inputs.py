@@ -76,6 +76,11 @@ def labels_from_preds(preds: Tensor) -> tuple[Tensor, Tensor]:
     return labels, count_true(values.isnan().view(1, 1, -1))[0, 0]
 
 
+#: Pixels per step of :func:`_channel_argmax`: its running maximum (1 MB of float32) and byte
+#: buffers stay in cache while every class plane of the chunk streams past them once.
+_ARGMAX_CHUNK = 1 << 18
+
+
 def _channel_argmax(scores: Tensor) -> tuple[Tensor, Tensor]:
     """``scores.max(dim=1)`` on the CPU, labels as uint8: a running maximum over the class planes.
 
@@ -83,21 +88,36 @@ def _channel_argmax(scores: Tensor) -> tuple[Tensor, Tensor]:
     with a stride of a whole plane (about 3 ns a score here); comparing one contiguous plane at a
     time is vectorised and several times faster. A strict ``>`` keeps the first maximal class on
     ties, and ``torch.maximum`` propagates NaN into the maximum as ``torch.max`` does (the labels
-    of such pixels differ, but a NaN score is an error anyway). A loop over classes, not pixels.
+    of such pixels differ, but a NaN score is an error anyway). Pixels go in chunks of each image
+    (``_ARGMAX_CHUNK``), so the running maximum and labels are re-read from cache rather than
+    memory for every class (about 20% faster than whole-batch planes). Loops over images, pixel
+    chunks and classes, not pixels.
     """
-    best = scores[:, 0].clone(memory_format=torch.contiguous_format)
-    labels = torch.zeros(best.shape, dtype=torch.uint8, device=scores.device)
-    better = torch.empty(best.shape, dtype=torch.bool, device=scores.device)
-    step = torch.empty_like(labels)
-    for k in range(1, scores.shape[1]):
-        plane = scores[:, k]
-        torch.gt(plane, best, out=better)
-        # labels += better * (k - labels), in wrapping byte arithmetic: k where better, else kept
-        # (vectorised; masked_fill_ of bytes is several times slower)
-        torch.sub(torch.tensor(k, dtype=torch.uint8), labels, out=step)
-        labels.add_(step.mul_(better.view(torch.uint8)))
-        torch.maximum(best, plane, out=best)
-    return best, labels
+    n, c = scores.shape[:2]
+    flat = scores.reshape(n, c, -1)
+    pixels = flat.shape[2]
+    best_all = torch.empty(n, pixels, dtype=scores.dtype, device=scores.device)
+    labels_all = torch.zeros(n, pixels, dtype=torch.uint8, device=scores.device)
+    size = min(pixels, _ARGMAX_CHUNK)
+    better_buf = torch.empty(size, dtype=torch.bool, device=scores.device)
+    step_buf = torch.empty(size, dtype=torch.uint8, device=scores.device)
+    classes = [torch.tensor(k, dtype=torch.uint8) for k in range(c)]
+    for i in range(n):
+        for start in range(0, pixels, size):
+            stop = min(start + size, pixels)
+            best, labels = best_all[i, start:stop], labels_all[i, start:stop]
+            better, step = better_buf[: stop - start], step_buf[: stop - start]
+            best.copy_(flat[i, 0, start:stop])
+            for k in range(1, c):
+                plane = flat[i, k, start:stop]
+                torch.gt(plane, best, out=better)
+                # labels += better * (k - labels), in wrapping byte arithmetic: k where better, else
+                # kept (vectorised; masked_fill_ and where of bytes are several times slower)
+                torch.sub(classes[k], labels, out=step)
+                labels.add_(step.mul_(better.view(torch.uint8)))
+                torch.maximum(best, plane, out=best)
+    shape = (n, *scores.shape[2:])
+    return best_all.view(shape), labels_all.view(shape)
 
 
 def raise_for_invalid(
