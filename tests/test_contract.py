@@ -4,8 +4,9 @@ For each metric: split invariance (one ``update`` of all batches vs one per batc
 ``clone()`` / ``deepcopy`` / ``state_dict`` round trips mid-epoch and ``reset()``, a failed
 ``update()`` leaving every state exactly unchanged, ``MetricCollection`` with a metric of the same
 family, deterministic algorithms, an ``update()`` on the ``meta`` device (the off-CPU code path
-with no data to read back: any host sync raises, so this runs on every machine), and (CUDA only) a
-sync-free ``update()`` equal to the CPU result.
+with no data to read back: any host sync raises, so this runs on every machine), the same result
+with the native CPU kernels switched off, and (CUDA only) a sync-free ``update()`` equal to the CPU
+result.
 Results are compared exactly (``rtol=atol=0``, NaN equal to NaN, dtypes equal).
 """
 
@@ -407,3 +408,10 @@ def test_device_update_reads_nothing_back(case: Case, deterministic: bool) -> No
             assert all(a.dtype == b.dtype and a.device.type == "meta" for a, b in zip(ours, ref, strict=True))
         else:
             assert (ours.shape, ours.dtype, ours.device.type) == (ref.shape, ref.dtype, "meta"), name
+
+
+def test_torch_kernels_give_the_same_result(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the native CPU kernels switched off (their torch-op twins run), results are identical."""
+    expected = _run(case.make(), case.batches)
+    monkeypatch.setenv("TORCHSEG_METRICS_NATIVE", "0")
+    assert_same(_run(case.make(), case.batches), expected)

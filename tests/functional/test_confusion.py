@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _backends import require_method
 from _semantic_reference import blob_labels, np_confusion, perturb
 
 import torchseg_metrics.functional.confusion as confusion
 from torchseg_metrics.functional.confusion import _confusion_matrix_update
 from torchseg_metrics.functional.counting import count_codes
 
-METHODS = ["bincount", "scatter", "matmul", "auto"]
+METHODS = ["native", "bincount", "scatter", "matmul", "auto"]
 
 
 def _case(seed: int, shape: tuple[int, ...], c: int, ignore: int | None, dtype: torch.dtype):
@@ -43,6 +44,7 @@ def _case(seed: int, shape: tuple[int, ...], c: int, ignore: int | None, dtype: 
 def test_matches_numpy(
     method: str, dtype: torch.dtype, ignore: int | None, shape: tuple[int, ...], device
 ) -> None:
+    require_method(method, device)
     c = 7
     preds, target = _case(0, shape, c, ignore, dtype)
     confmat, invalid = _confusion_matrix_update(preds.to(device), target.to(device), c, ignore, method=method)
@@ -56,6 +58,7 @@ def test_matches_numpy(
 
 @pytest.mark.parametrize("method", METHODS)
 def test_per_image_matrices(method: str, device) -> None:
+    require_method(method, device)
     preds, target = _case(1, (3, 11, 13), 5, 255, torch.uint8)
     confmat, invalid = _confusion_matrix_update(
         preds.to(device), target.to(device), 5, 255, num_images=3, method=method
@@ -69,6 +72,7 @@ def test_per_image_matrices(method: str, device) -> None:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_invalid_targets_are_counted_not_dropped(method: str) -> None:
+    require_method(method, "cpu")
     target = torch.tensor([[0, 1, 9, -2, 255, 2]])
     preds = torch.tensor([[0, 1, 1, 1, 1, 2]])
     confmat, invalid = _confusion_matrix_update(preds, target, 3, 255, method=method)
@@ -79,6 +83,7 @@ def test_invalid_targets_are_counted_not_dropped(method: str) -> None:
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("ignore", [255, 254, 200, None])
 def test_invalid_uint8_targets_with_each_row_layout(method: str, ignore: int | None, device) -> None:
+    require_method(method, device)
     """uint8 targets: ignore 255 (rows shifted by one, ignored pixels first) and other values."""
     rng = np.random.default_rng(ignore or 0)
     target = rng.integers(0, 6, (3, 37, 41)).astype(np.uint8)
@@ -136,6 +141,7 @@ def test_deterministic_mode(device) -> None:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_count_codes_histogram(method: str, device) -> None:
+    require_method(method, device)
     """The plain histogram behind every statistic, against np.bincount, for every method."""
     codes = torch.from_numpy(np.random.default_rng(5).integers(0, 37, size=1000)).to(torch.int32)
     got = count_codes(codes.to(device), 40, method)
@@ -144,6 +150,7 @@ def test_count_codes_histogram(method: str, device) -> None:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_extreme_values_of_signed_types(method: str) -> None:
+    require_method(method, "cpu")
     """The dtype's minimum and maximum are outside [0, C): invalid targets, missed predictions."""
     t = torch.tensor([[-128, -1, 0, 1, 2, 127]], dtype=torch.int8)
     p = torch.tensor([[0, 0, 0, 1, -128, 127]], dtype=torch.int8)

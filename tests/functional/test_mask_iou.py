@@ -8,7 +8,9 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
+from _backends import CPU_ONLY, require_method
 
+from torchseg_metrics import _native
 from torchseg_metrics.functional.counting import exact_integer_gemm
 from torchseg_metrics.functional.mask_iou import (
     mask_intersections,
@@ -19,7 +21,7 @@ from torchseg_metrics.functional.mask_iou import (
 # the module itself (``torchseg_metrics.functional.mask_iou`` as an attribute is the function)
 mask_iou_module = importlib.import_module("torchseg_metrics.functional.mask_iou")
 
-METHODS = ["int8", "bytes", "matmul", "auto"]
+METHODS = ["native", "int8", "bytes", "matmul", "auto"]
 
 
 def _blobs(rng: np.random.Generator, n: int, h: int, w: int, empty: float = 0.1) -> np.ndarray:
@@ -66,8 +68,7 @@ def _coco_iou(det: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
 
 
 def _run(method: str, device: torch.device, det: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
-    if method == "int8" and device.type != "cpu":
-        pytest.skip("the int8 path is CPU-only")
+    require_method(method, device)
     t = torch.from_numpy
     out = mask_iou(t(det).to(device), t(gt).to(device), t(crowd).to(device), method=method)
     assert out.dtype == torch.float64 and out.device.type == device.type
@@ -96,7 +97,7 @@ def test_no_detections_or_no_ground_truths(method: str, d: int, g: int, device) 
     det, gt = _blobs(rng, 2 * d, 6, 7).reshape(2, d, 6, 7), _blobs(rng, 2 * g, 6, 7).reshape(2, g, 6, 7)
     crowd = np.zeros((2, g), dtype=bool)
     assert _run(method, device, det, gt, crowd).shape == (2, d, g)
-    if method == "int8" and device.type != "cpu":
+    if method in CPU_ONLY and device.type != "cpu":
         return
     inter, det_area, gt_area = mask_intersections(
         torch.from_numpy(det).to(device), torch.from_numpy(gt).to(device), method=method
@@ -136,7 +137,7 @@ def test_many_small_chunks(method: str, device, monkeypatch: pytest.MonkeyPatch)
     np.testing.assert_array_equal(_run(method, device, det, gt, crowd), _coco_iou(det, gt, crowd))
 
 
-@pytest.mark.parametrize("method", ["int8", "bytes", "matmul"])
+@pytest.mark.parametrize("method", ["native", "int8", "bytes", "matmul"])
 def test_counts_beyond_float32_exactness(method: str, device) -> None:
     """A 4200x4200 image: areas and intersections above 2**24 stay exact (float32 would round them)."""
     h = w = 4200
@@ -153,7 +154,7 @@ def test_counts_beyond_float32_exactness(method: str, device) -> None:
     crowd = np.array([[False, True]])
     expected = _coco_iou(det, gt, crowd)
     np.testing.assert_array_equal(_run(method, device, det, gt, crowd), expected)
-    if method == "int8" and device.type != "cpu":
+    if method in CPU_ONLY and device.type != "cpu":
         return
     inter, det_area, gt_area = mask_intersections(
         torch.from_numpy(det).to(device), torch.from_numpy(gt).to(device), method=method
@@ -171,8 +172,7 @@ def test_non_contiguous_inputs_and_deterministic_mode(method: str, device) -> No
     # the same masks stored transposed and as a strided slice
     det_t = torch.from_numpy(np.ascontiguousarray(det.transpose(0, 2, 1))).to(device).transpose(1, 2)[None]
     gt_s = torch.from_numpy(np.repeat(gt, 2, axis=0)).to(device)[::2][None]
-    if method == "int8" and device.type != "cpu":
-        pytest.skip("the int8 path is CPU-only")
+    require_method(method, device)
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
@@ -186,8 +186,7 @@ def test_non_contiguous_inputs_and_deterministic_mode(method: str, device) -> No
 
 @pytest.mark.parametrize("method", METHODS)
 def test_empty_batch(method: str, device) -> None:
-    if method == "int8" and device.type != "cpu":
-        pytest.skip("the int8 path is CPU-only")
+    require_method(method, device)
     det, gt = torch.zeros(0, 3, 4, 5, dtype=torch.bool), torch.zeros(0, 2, 4, 5, dtype=torch.bool)
     inter, det_area, gt_area = mask_intersections(det.to(device), gt.to(device), method=method)
     assert inter.shape == (0, 3, 2) and det_area.shape == (0, 3) and gt_area.shape == (0, 2)
@@ -208,9 +207,15 @@ def test_default_path_does_not_synchronise(device) -> None:
     np.testing.assert_array_equal(out.cpu().numpy(), _coco_iou(det[None], gt[None], crowd.cpu().numpy()))
 
 
-def test_auto_picks_the_device_default(device) -> None:
-    expected = "matmul" if device.type != "cpu" else "int8"
+def test_auto_picks_the_device_default(device, monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu_default = "native" if _native.available() else "int8"
+    expected = "matmul" if device.type != "cpu" else cpu_default
     assert mask_iou_module._resolve_method("auto", device) == expected
+    monkeypatch.setenv("TORCHSEG_METRICS_NATIVE", "0")  # switched off: the int8 GEMM on the CPU
+    assert mask_iou_module._resolve_method("auto", device) == ("matmul" if device.type != "cpu" else "int8")
+    if device.type == "cpu":
+        with pytest.raises(ValueError, match="native"):
+            mask_iou_module._resolve_method("native", device)
 
 
 def test_exact_integer_gemm_restores_the_deterministic_flag() -> None:

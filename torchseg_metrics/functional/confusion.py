@@ -6,7 +6,9 @@ target class: it lowers that class's IoU and the pixel accuracy but is no class 
 Pixels whose target equals ``ignore_index`` are dropped. Non-ignored target values outside
 ``[0, C)`` are counted separately, so that the caller can raise instead of returning a wrong number.
 
-The kernel never reads a value back to the host and its shapes never depend on the data.
+The kernel never reads a value back to the host and its shapes never depend on the data. On the
+CPU, ``method="auto"`` counts in one native pass over both maps (:mod:`torchseg_metrics._native`)
+when the C kernels are available, else with torch ops (per-pixel codes, then ``bincount``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from torchseg_metrics import _native
 from torchseg_metrics.functional.counting import CountMethod, count_codes, exact_integer_gemm, reusable_buffer
 
 # float32 sums of 0/1 products are exact below 2**24; the matmul path chunks pixels to stay below.
@@ -126,14 +129,29 @@ def _confusion_matrix_update(
         num_classes: the number of classes ``C``.
         ignore_index: target value whose pixels are dropped, or None.
         num_images: None for one matrix; else ``target.shape[0]``, and one matrix per image is returned.
-        method: the counting kernel: ``"bincount"`` (CPU default), ``"scatter"`` (CUDA default),
-            ``"matmul"`` (CUDA under deterministic algorithms), or ``"auto"``.
+        method: the counting kernel: ``"native"`` (CPU default where the C kernels are available;
+            an error elsewhere), ``"bincount"`` (CPU default without them), ``"scatter"`` (CUDA
+            default), ``"matmul"`` (CUDA under deterministic algorithms), or ``"auto"``.
 
     Returns:
         ``confmat`` int64 ``(C, C + 1)`` (or ``(num_images, C, C + 1)``) and ``invalid`` int64
         ``()`` (or ``(num_images,)``): non-ignored target pixels outside ``[0, C)``.
     """
     c = num_classes
+    if method == "native" or (method == "auto" and preds.device.type == "cpu"):
+        # one native pass over both maps (CPU): a code per pixel and its interleaved histograms
+        outside = ignore_index is not None and not 0 <= ignore_index < c
+        groups = 1 if num_images is None else num_images
+        full = _native.confusion_counts(
+            target.reshape(-1), preds.reshape(-1), groups, c, ignore_index if outside else None
+        )  # None off the CPU or without the kernels
+        if full is not None:
+            return _split_full(full if num_images is not None else full[0], c, 0, ignore_index)
+        if method == "native":
+            raise ValueError(
+                "`method`='native' needs the native kernels (a C compiler, TORCHSEG_METRICS_NATIVE "
+                "not 0) and contiguous CPU inputs of int8/uint8/int16/int32/int64; use 'auto'."
+            )
     rows, cols, nrows, first = _row_col_codes(preds, target, c, ignore_index)
     ncols = c + 1
     if method == "matmul":
@@ -166,6 +184,12 @@ def _confusion_matrix_update(
         full = count_codes(codes, nbins * groups, method).view(groups, nrows, ncols)
         if num_images is None:
             full = full[0]
+    return _split_full(full, c, first, ignore_index)
+
+
+def _split_full(full: Tensor, c: int, first: int, ignore_index: int | None) -> tuple[Tensor, Tensor]:
+    """``(confmat, invalid)`` from the ``(..., rows, C + 1)`` counts whose class 0 is row ``first``:
+    the C class rows (an in-range ``ignore_index`` row zeroed) and the outside-row total."""
     confmat = full[..., first : first + c, :].clone()
     if ignore_index is not None and 0 <= ignore_index < c:
         confmat[..., ignore_index, :] = 0

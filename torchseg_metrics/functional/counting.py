@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-CountMethod = Literal["auto", "bincount", "scatter", "matmul"]
-COUNT_METHODS: tuple[str, ...] = ("auto", "bincount", "scatter", "matmul")
+CountMethod = Literal["auto", "native", "bincount", "scatter", "matmul"]
+COUNT_METHODS: tuple[str, ...] = ("auto", "native", "bincount", "scatter", "matmul")
 
 
 _buffers = threading.local()
@@ -89,6 +89,8 @@ def count_codes(codes: Tensor, nbins: int, method: CountMethod = "auto") -> Tens
     ``torch.use_deterministic_algorithms(True)`` a sort with ``searchsorted`` bin edges
     (``"matmul"`` names the confusion-matrix kernel, which falls back to it for plain histograms).
     """
+    if method == "native":  # the native kernels count confusion codes themselves; histograms: bincount
+        method = "bincount"
     if method == "auto":
         if codes.device.type == "cpu":
             method = "bincount"

@@ -5,12 +5,18 @@ float64 division of those counts in pycocotools' order of operations, so :func:`
 bit-identical to ``pycocotools.mask.iou`` on RLE-encoded copies of the masks:
 ``|D∩G| / |D∪G|``, ``|D∩G| / |D|`` for a crowd ground truth, and 0 wherever ``|D∩G| = 0``.
 
-Three counting kernels, all exact for any image size, none reading a value back to the host (except
+Four counting kernels, all exact for any image size, none reading a value back to the host (except
 ``"bytes"`` on CUDA, see below), with shapes fixed by the input shapes:
 
-* ``"int8"`` (CPU default): an int8 GEMM (``torch._int_mm``, int32 accumulation) of the bool masks
-  viewed as int8 without a copy, against a copy of the ground truths plus a row of ones (which yields
-  the detection areas; the ground-truth areas are counted from the copy). Pixels are chunked below
+* ``"native"`` (CPU default when the C kernels of :mod:`torchseg_metrics._native` are available):
+  each mask is read once for its pixel count (a ground truth also for its bounding box, a detection
+  for its first and last rows), and each intersection is counted over the ground truth's box within
+  the detection's rows only, eight bytes at a time. Close to the cost of reading the masks once
+  when objects are small; one image at a time.
+* ``"int8"`` (CPU default without the C kernels): an int8 GEMM (``torch._int_mm``, int32
+  accumulation) of the bool masks viewed as int8 without a copy, against a copy of the ground
+  truths plus a row of ones (which yields the detection areas; the ground-truth areas are counted
+  from the copy). Pixels are chunked below
   2**30 per GEMM so that the int32 partial counts are exact. ``torch._int_mm`` has no batched form,
   so this path issues one GEMM per image and pixel chunk.
 * ``"matmul"`` (default off the CPU): a batched float32 GEMM of 0/1 values, chunked at most 2**24
@@ -39,6 +45,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from torchseg_metrics import _native
 from torchseg_metrics._checks import Found, check_choice, check_same_device, check_tensor, fail
 from torchseg_metrics.functional.box_iou import (
     BOX_FORMATS,
@@ -49,8 +56,8 @@ from torchseg_metrics.functional.box_iou import (
 )
 from torchseg_metrics.functional.counting import count_true, exact_integer_gemm
 
-MaskMethod = Literal["auto", "int8", "bytes", "matmul"]
-MASK_METHODS: tuple[str, ...] = ("auto", "int8", "bytes", "matmul")
+MaskMethod = Literal["auto", "native", "int8", "bytes", "matmul"]
+MASK_METHODS: tuple[str, ...] = ("auto", "native", "int8", "bytes", "matmul")
 
 __all__ = [
     "BOX_FORMATS",
@@ -97,12 +104,19 @@ def _cpu_int8_gemm_available() -> bool:
         return False
 
 
+def _cpu_fallback() -> str:
+    return "int8" if _cpu_int8_gemm_available() else "bytes"
+
+
 def _resolve_method(method: str, device: torch.device) -> str:
     check_choice("method", method, MASK_METHODS)
     if method == "auto":
         if device.type != "cpu":
             return "matmul"
-        return "int8" if _cpu_int8_gemm_available() else "bytes"
+        return "native" if _native.available() else _cpu_fallback()
+    if method == "native" and (device.type != "cpu" or not _native.available()):
+        where = f"on {device.type}" if device.type != "cpu" else "without the native kernels"
+        fail("method", f"one of ['auto', 'int8', 'bytes', 'matmul'] for masks {where}", method)
     if method == "int8" and (device.type != "cpu" or not _cpu_int8_gemm_available()):
         where = "without a CPU torch._int_mm" if device.type == "cpu" else f"on {device.type}"
         fail("method", f"one of ['auto', 'bytes', 'matmul'] for masks {where}", method)
@@ -189,6 +203,8 @@ def _intersections_per_image(
 
     Image sizes may differ between images. The int8 GEMMs of all images share one scratch buffer.
     """
+    if method == "native":
+        return [_native_image(d, g) for d, g in zip(dets, gts, strict=True)]
     if method != "int8" or not dets:
         out = []
         for d, g in zip(dets, gts, strict=True):
@@ -204,6 +220,17 @@ def _intersections_per_image(
         )
     )
     return [_int8_image(d, g, scratch) for d, g in zip(det8, gt8, strict=True)]
+
+
+def _native_image(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One image's counts by the native kernel (bool ``(D, H, W)`` and ``(G, H, W)`` masks, each read
+    once, intersections over overlapping bounding boxes only); the torch kernels for layouts it
+    does not take (non-contiguous masks)."""
+    counts = _native.mask_counts(det, gt)
+    if counts is not None:
+        return counts
+    inter, det_area, gt_area = _mask_intersections(det[None], gt[None], _cpu_fallback())
+    return inter[0], det_area[0], gt_area[0]
 
 
 def _matmul_intersections(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:
@@ -314,6 +341,12 @@ def mask_intersections(
 def _mask_intersections(det: Tensor, gt: Tensor, method: str) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`mask_intersections` on checked inputs with a resolved ``method``."""
     b, d, h, w = det.shape
+    if method == "native":
+        parts = [_native_image(det[i], gt[i]) for i in range(b)]  # a loop over images
+        if not parts:
+            return _mask_intersections(det, gt, _cpu_fallback())
+        inter, det_area, gt_area = zip(*parts, strict=True)
+        return torch.stack(inter), torch.stack(det_area), torch.stack(gt_area)
     flat_det, flat_gt = det.reshape(b, d, h * w), gt.reshape(b, gt.shape[1], h * w)
     if method == "bytes":
         return _bytes_intersections(flat_det, flat_gt)

@@ -6,8 +6,9 @@ segments or pairs (on CPU, step 1 walks the pixels in fixed-size chunks that sta
 1. The pixels are turned into *records* ``(image, target category, target instance, crowd,
    prediction category, prediction instance, weight)``. On CPU, runs of equal consecutive pixels
    are merged into one record weighted by the run length (a 480x640 image has ~10^4 runs, so the
-   rest of the work is ~30x smaller); on CUDA every pixel is a record of weight 1, so all shapes are
-   fixed and nothing synchronises with the host.
+   rest of the work is ~30x smaller), in one native pass when the C kernels of
+   :mod:`torchseg_metrics._native` are available, else with torch comparisons and gathers; on CUDA
+   every pixel is a record of weight 1, so all shapes are fixed and nothing synchronises with the host.
 2. Records are sorted by packed integer prediction keys ``(image, class, instance)``; run boundaries
    and a cumulative sum give compact prediction segment ids. A second, stable sort by the packed
    target keys ``(image, class, crowd, instance)`` puts records in (target segment, prediction
@@ -37,6 +38,8 @@ from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
+
+from torchseg_metrics import _native
 
 Compat = Literal["panopticapi", "torchmetrics"]
 COMPAT_CHOICES: tuple[str, ...] = ("panopticapi", "torchmetrics")
@@ -171,6 +174,28 @@ def _run_starts_in_chunk(
     return torch.cat([starts.new_zeros(1), starts])
 
 
+def _run_records_torch(
+    p: Tensor, t: Tensor, c: Tensor | None, per_image: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor, Tensor]:
+    """``(idx, t_cat, t_inst, crowd, p_cat, p_inst)`` of the runs of ``(P, 2)`` pixel pairs, with
+    torch ops, chunk by chunk (the CPU twin of :func:`torchseg_metrics._native.run_records`)."""
+    total = p.shape[0]
+    pf, tf = p.reshape(-1), t.reshape(-1)
+    size = min(total, _CHUNK_PIXELS)
+    flags = torch.empty(2 * size + 8, dtype=torch.bool, device=p.device)
+    buffers = (flags, torch.empty_like(flags))
+    parts = []
+    for lo in range(0, total, size):
+        hi = min(lo + size, total)
+        local = _run_starts_in_chunk(pf, tf, c, lo, hi, per_image, buffers)
+        cc = c[lo:hi].index_select(0, local) if c is not None else None
+        parts.append((local + lo, *_gather_pairs(t[lo:hi], local), cc, *_gather_pairs(p[lo:hi], local)))
+    idx, t_cat, t_inst = (torch.cat([part[k] for part in parts]) for k in range(3))
+    p_cat, p_inst = (torch.cat([part[k] for part in parts]) for k in (4, 5))
+    crowd = torch.cat([part[3] for part in parts]) if c is not None else None
+    return idx, t_cat, t_inst, crowd, p_cat, p_inst
+
+
 def _records(
     preds: Tensor, target: Tensor, target_crowd: Tensor | None, compress_runs: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor, Tensor, Tensor]:
@@ -182,20 +207,14 @@ def _records(
     t = target.reshape(total, 2)
     c = target_crowd.reshape(total) if target_crowd is not None else None
     if compress_runs:
-        # A record per run of consecutive pixels equal in all five channels, found and gathered chunk
-        # by chunk (a chunk also starts a run: records of equal keys are merged after the sort anyway).
-        pf, tf = p.reshape(-1), t.reshape(-1)
-        size = min(total, _CHUNK_PIXELS)
-        flags = torch.empty(2 * size + 8, dtype=torch.bool, device=device)
-        buffers = (flags, torch.empty_like(flags))
-        parts = []
-        for lo in range(0, total, size):
-            hi = min(lo + size, total)
-            local = _run_starts_in_chunk(pf, tf, c, lo, hi, per_image, buffers)
-            cc = c[lo:hi].index_select(0, local) if c is not None else None
-            parts.append((local + lo, *_gather_pairs(t[lo:hi], local), *_gather_pairs(p[lo:hi], local), cc))
-        idx, t_cat, t_inst, p_cat, p_inst = (torch.cat([part[k] for part in parts]) for k in range(5))
-        crowd = torch.cat([part[5] for part in parts]) if c is not None else None
+        # A record per run of consecutive pixels equal in all five channels: in one native pass
+        # when the C kernels are available, else found and gathered chunk by chunk with torch ops
+        # (a chunk also starts a run: records of equal keys are merged after the sort anyway).
+        native = _native.run_records(p, t, c, per_image)
+        if native is not None:
+            idx, t_cat, t_inst, p_cat, p_inst, crowd = native
+        else:
+            idx, t_cat, t_inst, crowd, p_cat, p_inst = _run_records_torch(p, t, c, per_image)
         w = torch.diff(idx, append=idx.new_full((1,), total))
         return idx // per_image, t_cat, t_inst, crowd, p_cat, p_inst, w
     img = torch.arange(total, device=device) // per_image

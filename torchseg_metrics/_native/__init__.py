@@ -1,0 +1,227 @@
+"""Native CPU kernels: single passes over the pixels, compiled from C at first use.
+
+Some per-pixel steps take several torch operations on the CPU (each a pass over memory) where one
+loop suffices: the semantic confusion counts (a code per pixel, then a histogram) and the panoptic
+run records (comparisons with the next pixel, then gathers). ``kernels.c`` holds those loops. At
+first use it is compiled with the system C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``;
+``-O3 -shared -fPIC``, about two seconds) into a cache folder (``$TORCHSEG_METRICS_CACHE``, else
+``$XDG_CACHE_HOME/torchseg_metrics`` or ``~/.cache/torchseg_metrics``, else the temporary folder),
+keyed by a hash of the source and flags, and loaded with ``ctypes``.
+
+Every kernel has a torch-op twin, which runs when the library is unavailable (no compiler, a
+failed build), switched off (``TORCHSEG_METRICS_NATIVE=0``), or the inputs are not contiguous CPU
+tensors of the supported dtypes; the tests compare the two. Results are exact integer counts
+either way, and nothing here touches a GPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["available", "confusion_counts", "mask_counts", "run_records"]
+
+_SOURCE = Path(__file__).with_name("kernels.c")
+_FLAGS = ("-O3", "-shared", "-fPIC")
+_DTYPE_NAMES = {
+    torch.uint8: "u8",
+    torch.int8: "i8",
+    torch.int16: "i16",
+    torch.int32: "i32",
+    torch.int64: "i64",
+}
+_I64, _P = ctypes.c_int64, ctypes.c_void_p
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}  # "lib": the loaded library or None after a failed build; "error"
+
+
+def _enabled() -> bool:
+    return os.environ.get("TORCHSEG_METRICS_NATIVE", "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def _cache_dir() -> Path:
+    explicit = os.environ.get("TORCHSEG_METRICS_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "torchseg_metrics"
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+
+
+def _build() -> ctypes.CDLL:
+    """Compile (unless cached) and load the library; raises on any failure."""
+    source = _SOURCE.read_bytes()
+    key = hashlib.sha256(
+        source + " ".join(_FLAGS).encode() + platform.machine().encode() + sys.platform.encode()
+    )
+    name = f"kernels-{key.hexdigest()[:16]}.so"
+    for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "torchseg_metrics"):
+        target = folder / name
+        if target.exists():
+            return ctypes.CDLL(str(target))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        compiler = _compiler()
+        if compiler is None:
+            raise RuntimeError("no C compiler found (set CC)")
+        # a private name, then an atomic rename: concurrent processes never load a partial file
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+        os.close(fd)
+        try:
+            subprocess.run(
+                [compiler, *_FLAGS, "-o", tmp, str(_SOURCE)], check=True, capture_output=True, timeout=300
+            )
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return ctypes.CDLL(str(target))
+    raise RuntimeError("no writable cache folder")
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    for tn in _DTYPE_NAMES.values():
+        for pn in _DTYPE_NAMES.values():
+            fn = getattr(lib, f"confusion_{tn}_{pn}")
+            fn.argtypes = [_P, _P, _I64, _I64, _I64, _I64, ctypes.c_int, _P]
+            fn.restype = ctypes.c_int
+        fn = getattr(lib, f"runs_{tn}")
+        fn.argtypes = [_P, _P, _P, _I64, _I64, _I64, _I64, _P, _P, _P, _P]
+        fn.restype = _I64
+    lib.mask_counts.argtypes = [_P, _P, _I64, _I64, _I64, _I64, _P, _P, _P]
+    lib.mask_counts.restype = ctypes.c_int
+
+
+def _library() -> ctypes.CDLL | None:
+    """The loaded library, or None when switched off or unavailable (the build is tried once)."""
+    if not _enabled():
+        return None
+    if "lib" not in _state:
+        with _lock:
+            if "lib" not in _state:
+                try:
+                    lib = _build()
+                    _declare(lib)
+                    _state["lib"] = lib
+                except Exception as exc:  # no compiler, a failed build or load: the torch ops run
+                    _state["lib"], _state["error"] = None, f"{type(exc).__name__}: {exc}"
+    return _state["lib"]  # type: ignore[return-value]
+
+
+def available() -> bool:
+    """Whether the native kernels are in use (built, loaded, and not switched off)."""
+    return _library() is not None
+
+
+def _usable(*tensors: Tensor) -> bool:
+    return all(x.device.type == "cpu" and x.is_contiguous() and x.dtype in _DTYPE_NAMES for x in tensors)
+
+
+def confusion_counts(
+    target: Tensor, preds: Tensor, images: int, num_classes: int, ignore: int | None
+) -> Tensor | None:
+    """int64 ``(images, C + 2, C + 1)`` counts of (row, column) codes per image, or None (use torch).
+
+    Rows: ``0..C-1`` the target class, ``C`` a target outside ``[0, C)`` that is not ``ignore``,
+    ``C + 1`` a pixel whose target equals ``ignore`` (pass None for no ignored value, or for one
+    inside ``[0, C)``, which keeps its row). Columns: ``0..C-1`` the predicted class, ``C`` outside.
+    ``target`` and ``preds``: contiguous CPU integer tensors of equal size, ``images`` equal parts.
+    """
+    lib = _library()
+    if lib is None or not _usable(target, preds) or target.numel() != preds.numel():
+        return None
+    c = num_classes
+    has_ignore = ignore is not None and -(2**63) <= ignore < 2**63
+    out = torch.zeros(images, c + 2, c + 1, dtype=torch.int64)
+    per_image = target.numel() // max(images, 1)
+    fn = getattr(lib, f"confusion_{_DTYPE_NAMES[target.dtype]}_{_DTYPE_NAMES[preds.dtype]}")
+    rc = fn(
+        target.data_ptr(),
+        preds.data_ptr(),
+        images,
+        per_image,
+        c,
+        ignore if has_ignore else 0,
+        has_ignore,
+        out.data_ptr(),
+    )
+    if rc != 0:
+        raise MemoryError("torchseg_metrics: the native confusion kernel could not allocate its histograms")
+    return out
+
+
+def run_records(
+    preds: Tensor, target: Tensor, crowd: Tensor | None, per_image: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None] | None:
+    """Records of runs of consecutive pixels equal in every channel, or None (use torch).
+
+    ``preds``/``target``: contiguous ``(P, 2)`` (category, instance) tensors of one dtype;
+    ``crowd``: a contiguous bool ``(P,)`` or None. The first pixel of each image (every
+    ``per_image`` pixels) starts a run. Returns int64 ``(idx, t_cat, t_inst, p_cat, p_inst)`` and
+    the bool crowd flags (None without ``crowd``), one entry per run.
+    """
+    lib = _library()
+    if lib is None or not _usable(preds, target) or preds.dtype != target.dtype:
+        return None
+    if crowd is not None and not (
+        crowd.dtype == torch.bool and crowd.is_contiguous() and crowd.device.type == "cpu"
+    ):
+        return None
+    total = preds.shape[0]
+    fn = getattr(lib, f"runs_{_DTYPE_NAMES[preds.dtype]}")
+    crowd_ptr = crowd.data_ptr() if crowd is not None else None
+    parts = []
+    start, cap = 0, min(total, total // 16 + 4096)
+    nxt = ctypes.c_int64(0)
+    while start < total:  # a new block of records when the previous one filled up (rarely)
+        idx = torch.empty(cap, dtype=torch.int64)
+        cols = torch.empty(4, cap, dtype=torch.int64)
+        flags = torch.empty(cap, dtype=torch.bool)
+        n = fn(
+            preds.data_ptr(), target.data_ptr(), crowd_ptr, start, total, per_image, cap,
+            idx.data_ptr(), cols.data_ptr(), flags.data_ptr(), ctypes.byref(nxt),
+        )  # fmt: skip
+        parts.append((idx[:n], cols[:, :n], flags[:n]))
+        start, cap = nxt.value, min(total - nxt.value, 2 * cap)
+    idx = torch.cat([q[0] for q in parts]) if len(parts) > 1 else parts[0][0]
+    cols = torch.cat([q[1] for q in parts], 1) if len(parts) > 1 else parts[0][1]
+    flags = torch.cat([q[2] for q in parts]) if len(parts) > 1 else parts[0][2]
+    return idx, cols[0], cols[1], cols[2], cols[3], flags if crowd is not None else None
+
+
+def mask_counts(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+    """``(inter (D, G), det_area (D,), gt_area (G,))`` int64 pixel counts of one image's bool
+    ``(D, H, W)`` and ``(G, H, W)`` masks, or None (use torch). Each mask is read once for its
+    count and bounding box; intersections are counted over overlapping boxes only."""
+    lib = _library()
+    ok = det.dtype == gt.dtype == torch.bool and det.ndim == gt.ndim == 3 and det.shape[1:] == gt.shape[1:]
+    if lib is None or not ok or not all(x.device.type == "cpu" and x.is_contiguous() for x in (det, gt)):
+        return None
+    d, h, w = det.shape
+    g = gt.shape[0]
+    inter = torch.empty(d, g, dtype=torch.int64)
+    det_area = torch.empty(d, dtype=torch.int64)
+    gt_area = torch.empty(g, dtype=torch.int64)
+    rc = lib.mask_counts(
+        det.data_ptr(), gt.data_ptr(), d, g, h, w, inter.data_ptr(), det_area.data_ptr(), gt_area.data_ptr()
+    )
+    if rc != 0:
+        raise MemoryError("torchseg_metrics: the native mask kernel could not allocate its boxes")
+    return inter, det_area, gt_area

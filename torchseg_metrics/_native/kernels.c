@@ -1,0 +1,237 @@
+/* Native CPU kernels of torchseg-metrics: single passes over the pixels that torch ops can only
+ * express as several passes. Exact integer counting only; every kernel has a torch-op twin that
+ * the tests compare it with (and that runs wherever this file cannot be compiled).
+ *
+ * Built at first use by torchseg_metrics/_native/__init__.py with the system C compiler
+ * (cc -O3 -shared -fPIC), loaded with ctypes; tensors are passed as raw pointers to contiguous
+ * CPU memory. No global state, no allocation that outlives a call, no threads.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ semantic confusion counts
+ * For each image, counts[(img * (c + 2) + row) * (c + 1) + col] += 1 per pixel, where
+ *   row = t if 0 <= t < c, else c + 1 if (has_ignore and t == ignore), else c
+ *   col = p if 0 <= p < c, else c.
+ * Counting goes into CONF_LANES interleaved uint32 histograms (consecutive pixels of a label map
+ * mostly share one counter: separate copies keep the increments independent), flushed into the
+ * int64 output at least every 2^31 pixels. Returns 0, or -1 when out of memory.
+ */
+#define CONF_LANES 4
+#define CONF_FLUSH ((int64_t)1 << 31)
+
+#define DEFINE_CONFUSION(TN, TT, PN, PT)                                                          \
+    int confusion_##TN##_##PN(const TT *t, const PT *p, int64_t images, int64_t per_image,        \
+                              int64_t c, int64_t ignore, int has_ignore, int64_t *counts) {       \
+        const int64_t ncols = c + 1, nbins = (c + 2) * (c + 1);                                    \
+        uint32_t *lanes = (uint32_t *)calloc((size_t)(CONF_LANES * nbins), sizeof(uint32_t));       \
+        if (lanes == NULL) return -1;                                                              \
+        for (int64_t img = 0; img < images; img++) {                                               \
+            const TT *ti = t + img * per_image;                                                    \
+            const PT *pi = p + img * per_image;                                                    \
+            int64_t *out = counts + img * nbins;                                                   \
+            for (int64_t start = 0; start < per_image; start += CONF_FLUSH) {                      \
+                int64_t stop = per_image - start < CONF_FLUSH ? per_image : start + CONF_FLUSH;    \
+                int64_t i = start;                                                                 \
+                for (; i + CONF_LANES <= stop; i += CONF_LANES) {                                  \
+                    for (int k = 0; k < CONF_LANES; k++) {                                         \
+                        int64_t tv = (int64_t)ti[i + k], pv = (int64_t)pi[i + k];                  \
+                        int64_t row = (tv >= 0 && tv < c) ? tv                                     \
+                                      : ((has_ignore && tv == ignore) ? c + 1 : c);                \
+                        int64_t col = (pv >= 0 && pv < c) ? pv : c;                                \
+                        lanes[k * nbins + row * ncols + col]++;                                    \
+                    }                                                                              \
+                }                                                                                  \
+                for (; i < stop; i++) {                                                            \
+                    int64_t tv = (int64_t)ti[i], pv = (int64_t)pi[i];                              \
+                    int64_t row = (tv >= 0 && tv < c) ? tv                                         \
+                                  : ((has_ignore && tv == ignore) ? c + 1 : c);                    \
+                    int64_t col = (pv >= 0 && pv < c) ? pv : c;                                    \
+                    lanes[row * ncols + col]++;                                                    \
+                }                                                                                  \
+                for (int k = 0; k < CONF_LANES; k++) {                                             \
+                    for (int64_t b = 0; b < nbins; b++) out[b] += lanes[k * nbins + b];            \
+                }                                                                                  \
+                memset(lanes, 0, (size_t)(CONF_LANES * nbins) * sizeof(uint32_t));                 \
+            }                                                                                      \
+        }                                                                                          \
+        free(lanes);                                                                               \
+        return 0;                                                                                  \
+    }
+
+#define DEFINE_CONFUSION_FOR_TARGET(TN, TT)        \
+    DEFINE_CONFUSION(TN, TT, u8, uint8_t)          \
+    DEFINE_CONFUSION(TN, TT, i8, int8_t)           \
+    DEFINE_CONFUSION(TN, TT, i16, int16_t)         \
+    DEFINE_CONFUSION(TN, TT, i32, int32_t)         \
+    DEFINE_CONFUSION(TN, TT, i64, int64_t)
+
+DEFINE_CONFUSION_FOR_TARGET(u8, uint8_t)
+DEFINE_CONFUSION_FOR_TARGET(i8, int8_t)
+DEFINE_CONFUSION_FOR_TARGET(i16, int16_t)
+DEFINE_CONFUSION_FOR_TARGET(i32, int32_t)
+DEFINE_CONFUSION_FOR_TARGET(i64, int64_t)
+
+/* ------------------------------------------------------------------ panoptic run records
+ * Scans pixels [start, total) of flat (category, instance) pairs `p` and `t` (2 values a pixel)
+ * and an optional crowd mask (1 byte a pixel, may be NULL), and writes one record per run of
+ * consecutive pixels equal in all five channels: the run's first pixel index (idx) and its values
+ * (cols: t_cat, t_inst, p_cat, p_inst, each a block of `cap` int64; crowd_out: 0/1 bytes). The
+ * first pixel of every image (a multiple of per_image) and pixel `start` begin a run. Stops after
+ * `cap` records; *next receives the first pixel not yet covered (total when done). Returns the
+ * number of records written.
+ */
+#define DEFINE_RUNS(N, T)                                                                          \
+    int64_t runs_##N(const T *p, const T *t, const uint8_t *crowd, int64_t start, int64_t total,   \
+                     int64_t per_image, int64_t cap, int64_t *idx, int64_t *cols,                  \
+                     uint8_t *crowd_out, int64_t *next) {                                          \
+        int64_t n = 0, i = start;                                                                  \
+        int64_t *tc = cols, *ti = cols + cap, *pc = cols + 2 * cap, *pi = cols + 3 * cap;          \
+        while (i < total && n < cap) {                                                             \
+            const T a = t[2 * i], b = t[2 * i + 1], e = p[2 * i], f = p[2 * i + 1];                \
+            const uint8_t g = crowd ? (crowd[i] != 0) : 0;                                         \
+            idx[n] = i;                                                                            \
+            tc[n] = (int64_t)a;                                                                    \
+            ti[n] = (int64_t)b;                                                                    \
+            pc[n] = (int64_t)e;                                                                    \
+            pi[n] = (int64_t)f;                                                                    \
+            crowd_out[n] = g;                                                                      \
+            n++;                                                                                   \
+            int64_t end = (i / per_image + 1) * per_image;                                         \
+            if (end > total) end = total;                                                          \
+            i++;                                                                                   \
+            if (crowd) {                                                                           \
+                while (i < end && t[2 * i] == a && t[2 * i + 1] == b && p[2 * i] == e &&           \
+                       p[2 * i + 1] == f && (crowd[i] != 0) == g)                                  \
+                    i++;                                                                           \
+            } else {                                                                               \
+                while (i < end && t[2 * i] == a && t[2 * i + 1] == b && p[2 * i] == e &&           \
+                       p[2 * i + 1] == f)                                                          \
+                    i++;                                                                           \
+            }                                                                                      \
+        }                                                                                          \
+        *next = i;                                                                                 \
+        return n;                                                                                  \
+    }
+
+DEFINE_RUNS(u8, uint8_t)
+DEFINE_RUNS(i8, int8_t)
+DEFINE_RUNS(i16, int16_t)
+DEFINE_RUNS(i32, int32_t)
+DEFINE_RUNS(i64, int64_t)
+
+/* ------------------------------------------------------------------ mask pixel counts
+ * For one image's 0/1 byte masks, det (D, H, W) and gt (G, H, W): inter[d * G + g] = |det_d ∩ gt_g|,
+ * det_area[d] = |det_d|, gt_area[g] = |gt_g|. A ground truth is read once for its count and
+ * bounding box; a detection is streamed once for its count, and its first and last rows holding a
+ * pixel are found from both ends (in cache by then). An intersection is counted, eight bytes at a
+ * time, over the ground truth's box within the detection's rows only: every pixel outside is 0 in
+ * one of the two masks. Returns 0, or -1 when out of memory.
+ */
+static inline uint64_t load64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* The sum of the eight byte lanes of s (each lane at most 255). */
+static inline int64_t lane_sum(uint64_t s) {
+    s = (s & 0x00FF00FF00FF00FFULL) + ((s >> 8) & 0x00FF00FF00FF00FFULL);
+    s = (s & 0x0000FFFF0000FFFFULL) + ((s >> 16) & 0x0000FFFF0000FFFFULL);
+    return (int64_t)((s & 0xFFFFFFFFULL) + (s >> 32));
+}
+
+/* Σ a[i] & b[i] over n bytes of 0/1 values; with b == NULL, Σ a[i]. */
+static int64_t and_count(const uint8_t *a, const uint8_t *b, int64_t n) {
+    int64_t total = 0, i = 0;
+    while (n - i >= 8) {
+        int64_t stop = n - i >= 8 * 255 ? i + 8 * 255 : i + (n - i) / 8 * 8;
+        uint64_t s = 0;
+        if (b) {
+            for (; i < stop; i += 8) s += load64(a + i) & load64(b + i);
+        } else {
+            for (; i < stop; i += 8) s += load64(a + i);
+        }
+        total += lane_sum(s);
+    }
+    for (; i < n; i++) total += b ? (a[i] & b[i]) : a[i];
+    return total;
+}
+
+/* Index of the first (last when from_end) nonzero byte of m[0..n), or -1 when all are zero. */
+static int64_t first_set(const uint8_t *m, int64_t n, int from_end) {
+    if (!from_end) {
+        int64_t i = 0;
+        while (i + 8 <= n && load64(m + i) == 0) i += 8;
+        for (; i < n; i++)
+            if (m[i]) return i;
+        return -1;
+    }
+    int64_t i = n;
+    while (i >= 8 && load64(m + i - 8) == 0) i -= 8;
+    for (; i > 0; i--)
+        if (m[i - 1]) return i - 1;
+    return -1;
+}
+
+/* Σ m[i] over n bytes of 0/1 values, and the first and last nonzero bytes (*first = -1 when none),
+ * located from the sums of blocks of 8 * 255 bytes: no second pass over the zeros. */
+static int64_t count_span(const uint8_t *m, int64_t n, int64_t *first, int64_t *last) {
+    const int64_t block = 8 * 255;
+    int64_t total = 0, first_block = -1, last_block = -1;
+    for (int64_t start = 0; start < n; start += block) {
+        int64_t len = n - start < block ? n - start : block, c = and_count(m + start, NULL, len);
+        if (c) {
+            if (first_block < 0) first_block = start;
+            last_block = start;
+            total += c;
+        }
+    }
+    *first = *last = -1;
+    if (total) {
+        int64_t len = n - last_block < block ? n - last_block : block;
+        *first = first_block + first_set(m + first_block, block < n - first_block ? block : n - first_block, 0);
+        *last = last_block + first_set(m + last_block, len, 1);
+    }
+    return total;
+}
+
+/* Pixel count of an (h, w) mask; box = [y0, y1, x0, x1) of its pixels (y0 = y1 = 0 when empty). */
+static int64_t scan_box(const uint8_t *m, int64_t h, int64_t w, int64_t *box) {
+    int64_t first, last, area = count_span(m, h * w, &first, &last);
+    box[0] = box[1] = box[2] = box[3] = 0;
+    if (area == 0) return 0;
+    int64_t y0 = first / w, y1 = last / w + 1, x0 = w, x1 = 0;
+    for (int64_t y = y0; y < y1; y++) {
+        const uint8_t *r = m + y * w;
+        int64_t a = first_set(r, x0, 0), b = first_set(r + x1, w - x1, 1);
+        if (a >= 0) x0 = a;
+        if (b >= 0) x1 = x1 + b + 1;
+    }
+    box[0] = y0, box[1] = y1, box[2] = x0, box[3] = x1;
+    return area;
+}
+
+int mask_counts(const uint8_t *det, const uint8_t *gt, int64_t d, int64_t g, int64_t h, int64_t w,
+                int64_t *inter, int64_t *det_area, int64_t *gt_area) {
+    const int64_t p = h * w;
+    int64_t *gt_box = (int64_t *)malloc((size_t)(4 * g + 1) * sizeof(int64_t));
+    if (gt_box == NULL) return -1;
+    for (int64_t j = 0; j < g; j++) gt_area[j] = scan_box(gt + j * p, h, w, gt_box + 4 * j);
+    for (int64_t i = 0; i < d; i++) {
+        const uint8_t *m = det + i * p;
+        int64_t first, last;
+        det_area[i] = count_span(m, p, &first, &last);
+        int64_t y0 = det_area[i] ? first / w : 0, y1 = det_area[i] ? last / w + 1 : 0;
+        for (int64_t j = 0; j < g; j++) {
+            const int64_t *gb = gt_box + 4 * j;
+            int64_t ya = y0 > gb[0] ? y0 : gb[0], yb = y1 < gb[1] ? y1 : gb[1], total = 0;
+            const uint8_t *q = gt + j * p;
+            for (int64_t y = ya; y < yb; y++) total += and_count(m + y * w + gb[2], q + y * w + gb[2], gb[3] - gb[2]);
+            inter[i * g + j] = total;
+        }
+    }
+    free(gt_box);
+    return 0;
+}
