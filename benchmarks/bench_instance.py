@@ -22,6 +22,7 @@ from peers import (
     TABLE_HEADER,
     Contender,
     Result,
+    TorchOpsOnly,
     fmt_ms,
     load_note,
     metric_state_bytes,
@@ -264,6 +265,7 @@ def run(quick: bool) -> str:
     reference = PycocotoolsInstance()
     contenders: list[Contender] = [
         ours,
+        TorchOpsOnly(OursInstance()),
         TorchmetricsInstance("pycocotools"),
         TorchmetricsInstance("faster_coco_eval"),
         reference,

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the checkout, when not pip-installed
 
 from _harness import machine_line, markdown_table
+from peers import native_kernels
 from semantic_workloads import SemanticWorkload, ade20k_like, cityscapes_like
 
 ISSUE_NUMBERS = (
@@ -82,14 +83,17 @@ def reference_miou(w: SemanticWorkload) -> float:
         return float(np.nanmean(tp / union))
 
 
-def ours(w: SemanticWorkload, inputs: Tensor | None = None, det: bool = False) -> Callable[[], float]:
-    """This package's ``MeanIoU(num_classes, ignore_index=...)`` on label maps (or on ``inputs`` scores)."""
+def ours(
+    w: SemanticWorkload, inputs: Tensor | None = None, det: bool = False, native: bool = True
+) -> Callable[[], float]:
+    """This package's ``MeanIoU(num_classes, ignore_index=...)`` on label maps (or on ``inputs`` scores);
+    ``native=False`` switches its native CPU kernels off (torch ops only)."""
     preds = w.preds if inputs is None else inputs
 
     def fn() -> float:
         from torchseg_metrics.semantic import MeanIoU  # imported here: a missing package fails one row
 
-        with deterministic() if det else contextlib.nullcontext():
+        with deterministic() if det else contextlib.nullcontext(), native_kernels(native):
             metric = MeanIoU(w.num_classes, ignore_index=w.ignore_index).to(w.target.device)
             metric.update(preds, w.target)
             return float(metric.compute())
@@ -185,6 +189,12 @@ def contenders(w: SemanticWorkload, quick: bool) -> list[Contender]:
         Contender("torchseg-metrics `MeanIoU` (uint8 labels)", ours(w), n, fast, key="ours"),
         Contender(
             "torchseg-metrics `MeanIoU`, deterministic mode", ours(w, det=True), n, fast, key="ours_det"
+        ),
+        Contender(
+            "torchseg-metrics `MeanIoU`, torch ops only (`TORCHSEG_METRICS_NATIVE=0`)",
+            ours(w, native=False),
+            n,
+            fast,
         ),
     ]
     if w.num_classes <= 32:  # (N, C, H, W) float32 scores: 160 MB for Cityscapes-like, 1.3 GB for ADE20K-like

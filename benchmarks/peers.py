@@ -110,6 +110,46 @@ class Contender:
         return None
 
 
+@contextlib.contextmanager
+def native_kernels(enabled: bool) -> Iterator[None]:
+    """This package's native CPU kernels on or off inside the block (``TORCHSEG_METRICS_NATIVE``)."""
+    before = os.environ.get("TORCHSEG_METRICS_NATIVE")
+    os.environ["TORCHSEG_METRICS_NATIVE"] = "1" if enabled else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TORCHSEG_METRICS_NATIVE", None)
+        else:
+            os.environ["TORCHSEG_METRICS_NATIVE"] = before
+
+
+class TorchOpsOnly(Contender):
+    """One of this package's rows again with its native CPU kernels switched off (torch ops only)."""
+
+    def __init__(self, inner: Contender) -> None:
+        self.inner = inner
+        self.name = inner.name.replace("**", "") + ", torch ops only (`TORCHSEG_METRICS_NATIVE=0`)"
+        self.stages, self.max_images, self.repeats = inner.stages, inner.max_images, 1
+
+    def setup(self) -> None:
+        self.inner.setup()
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def update(self, batch: Any) -> None:
+        with native_kernels(False):
+            self.inner.update(batch)
+
+    def compute(self) -> float:
+        with native_kernels(False):
+            return self.inner.compute()
+
+    def state_bytes(self) -> int | None:
+        return self.inner.state_bytes()
+
+
 @dataclass
 class Result:
     """What the loop measured for one contender."""
