@@ -81,6 +81,16 @@ def test_confusion_counts_every_dtype_pair(t_dtype: torch.dtype, p_dtype: torch.
     np.testing.assert_array_equal(got[0].numpy(), _np_confusion(t.numpy(), p.numpy(), 6, None))
 
 
+@pytest.mark.parametrize("c", [3, 150, 300])  # 300: more counters than the interleaved copies take
+def test_confusion_counts_by_number_of_classes(c: int) -> None:
+    rng = np.random.default_rng(c)
+    t = torch.from_numpy(rng.integers(0, c + 2, (2, 40, 50)).repeat(3, axis=2)).to(torch.int16)
+    p = torch.from_numpy(rng.integers(-1, c + 1, (2, 40, 150)))
+    got = _native.confusion_counts(t.reshape(-1), p.reshape(-1), 2, c, c + 1)
+    for i in range(2):
+        np.testing.assert_array_equal(got[i].numpy(), _np_confusion(t[i].numpy(), p[i].numpy(), c, c + 1))
+
+
 def test_confusion_counts_extreme_ignore_and_layouts() -> None:
     t = torch.tensor([-(2**63), -1, 0, 2**63 - 1], dtype=torch.int64)
     got = _native.confusion_counts(t, t, 1, 2, -(2**63))

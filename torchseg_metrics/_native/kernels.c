@@ -15,17 +15,20 @@
  *   row = t if 0 <= t < c, else c + 1 if (has_ignore and t == ignore), else c
  *   col = p if 0 <= p < c, else c.
  * Counting goes into CONF_LANES interleaved uint32 histograms (consecutive pixels of a label map
- * mostly share one counter: separate copies keep the increments independent), flushed into the
- * int64 output at least every 2^31 pixels. Returns 0, or -1 when out of memory.
+ * mostly share one counter: separate copies keep the increments independent), or one when the
+ * histogram is large (more than CONF_LANE_BINS counters: no cache to gain, memory to lose), flushed
+ * into the int64 output at least every 2^31 pixels. Returns 0, or -1 when out of memory.
  */
 #define CONF_LANES 4
+#define CONF_LANE_BINS 65536
 #define CONF_FLUSH ((int64_t)1 << 31)
 
 #define DEFINE_CONFUSION(TN, TT, PN, PT)                                                          \
     int confusion_##TN##_##PN(const TT *t, const PT *p, int64_t images, int64_t per_image,        \
                               int64_t c, int64_t ignore, int has_ignore, int64_t *counts) {       \
         const int64_t ncols = c + 1, nbins = (c + 2) * (c + 1);                                    \
-        uint32_t *lanes = (uint32_t *)calloc((size_t)(CONF_LANES * nbins), sizeof(uint32_t));       \
+        const int64_t stride = nbins <= CONF_LANE_BINS ? nbins : 0, copies = stride ? CONF_LANES : 1; \
+        uint32_t *lanes = (uint32_t *)calloc((size_t)(copies * nbins), sizeof(uint32_t));           \
         if (lanes == NULL) return -1;                                                              \
         for (int64_t img = 0; img < images; img++) {                                               \
             const TT *ti = t + img * per_image;                                                    \
@@ -40,7 +43,7 @@
                         int64_t row = (tv >= 0 && tv < c) ? tv                                     \
                                       : ((has_ignore && tv == ignore) ? c + 1 : c);                \
                         int64_t col = (pv >= 0 && pv < c) ? pv : c;                                \
-                        lanes[k * nbins + row * ncols + col]++;                                    \
+                        lanes[k * stride + row * ncols + col]++;                                   \
                     }                                                                              \
                 }                                                                                  \
                 for (; i < stop; i++) {                                                            \
@@ -50,10 +53,10 @@
                     int64_t col = (pv >= 0 && pv < c) ? pv : c;                                    \
                     lanes[row * ncols + col]++;                                                    \
                 }                                                                                  \
-                for (int k = 0; k < CONF_LANES; k++) {                                             \
+                for (int64_t k = 0; k < copies; k++) {                                             \
                     for (int64_t b = 0; b < nbins; b++) out[b] += lanes[k * nbins + b];            \
                 }                                                                                  \
-                memset(lanes, 0, (size_t)(CONF_LANES * nbins) * sizeof(uint32_t));                 \
+                memset(lanes, 0, (size_t)(copies * nbins) * sizeof(uint32_t));                     \
             }                                                                                      \
         }                                                                                          \
         free(lanes);                                                                               \
