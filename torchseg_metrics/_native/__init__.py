@@ -1,8 +1,10 @@
 """Native CPU kernels: single passes over the pixels, compiled from C at first use.
 
 Some per-pixel steps take several torch operations on the CPU (each a pass over memory) where one
-loop suffices: the semantic confusion counts (a code per pixel, then a histogram) and the panoptic
-run records (comparisons with the next pixel, then gathers). ``kernels.c`` holds those loops. At
+loop suffices: the semantic confusion counts (a code per pixel, then a histogram), the argmax of
+float scores over their class planes, the panoptic run records (comparisons with the next pixel,
+then gathers) and the mask pixel counts of the instance matching (a GEMM over every pixel, where
+bounding boxes confine the work). ``kernels.c`` holds those loops. At
 first use it is compiled with the system C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``;
 ``-O3 -shared -fPIC``, about two seconds) into a cache folder (``$TORCHSEG_METRICS_CACHE``, else
 ``$XDG_CACHE_HOME/torchseg_metrics`` or ``~/.cache/torchseg_metrics``, else the temporary folder),
@@ -30,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "confusion_counts", "mask_counts", "run_records"]
+__all__ = ["available", "channel_argmax", "confusion_counts", "mask_counts", "run_records"]
 
 _SOURCE = Path(__file__).with_name("kernels.c")
 _FLAGS = ("-O3", "-shared", "-fPIC")
@@ -41,6 +43,7 @@ _DTYPE_NAMES = {
     torch.int32: "i32",
     torch.int64: "i64",
 }
+_FLOAT_NAMES = {torch.float32: "f32", torch.float64: "f64"}
 _I64, _P = ctypes.c_int64, ctypes.c_void_p
 
 _lock = threading.Lock()
@@ -107,6 +110,10 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn.restype = _I64
     lib.mask_counts.argtypes = [_P, _P, _I64, _I64, _I64, _I64, _P, _P, _P]
     lib.mask_counts.restype = ctypes.c_int
+    for name in _FLOAT_NAMES.values():
+        fn = getattr(lib, f"argmax_{name}")
+        fn.argtypes = [_P, _I64, _I64, _I64, _P]
+        fn.restype = _I64
 
 
 def _library() -> ctypes.CDLL | None:
@@ -225,3 +232,20 @@ def mask_counts(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor, Tensor] | None
     if rc != 0:
         raise MemoryError("torchseg_metrics: the native mask kernel could not allocate its boxes")
     return inter, det_area, gt_area
+
+
+def channel_argmax(scores: Tensor) -> tuple[Tensor, Tensor] | None:
+    """uint8 labels ``(N, *spatial)`` of the first maximal class of ``(N, C, *spatial)`` scores, and
+    the int64 number of pixels whose scores hold a NaN (their label is unspecified); or None (use
+    torch). One pass over the scores: contiguous CPU float32/float64, ``1 < C <= 256``."""
+    lib = _library()
+    if lib is None or scores.dtype not in _FLOAT_NAMES or scores.ndim < 2 or not 1 < scores.shape[1] <= 256:
+        return None
+    if scores.device.type != "cpu" or not scores.is_contiguous():
+        return None
+    n, c = scores.shape[:2]
+    labels = torch.empty((n, *scores.shape[2:]), dtype=torch.uint8)
+    pixels = labels[0].numel() if n else 0
+    fn = getattr(lib, f"argmax_{_FLOAT_NAMES[scores.dtype]}")
+    nans = fn(scores.data_ptr(), n, c, pixels, labels.data_ptr())
+    return labels, torch.tensor(nans, dtype=torch.int64)

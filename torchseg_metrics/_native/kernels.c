@@ -238,3 +238,51 @@ int mask_counts(const uint8_t *det, const uint8_t *gt, int64_t d, int64_t g, int
     free(gt_box);
     return 0;
 }
+
+/* ------------------------------------------------------------------ class-plane argmax
+ * For contiguous (N, C, P) scores: labels[n * P + j] = the first k maximising scores[n, k, j]
+ * (a strict > keeps the first maximal class on ties, as torch.max does); returns the number of
+ * pixels whose C scores hold a NaN (their label is then unspecified). Pixels go in chunks that stay
+ * in cache while the C planes stream past them once.
+ */
+#define ARGMAX_CHUNK 2048
+
+/* I is an integer type as wide as T: the loops over a chunk then vectorise (compare, blend). */
+#define DEFINE_ARGMAX(N, T, I)                                                                     \
+    int64_t argmax_##N(const T *scores, int64_t n, int64_t c, int64_t p, uint8_t *labels) {       \
+        T best[ARGMAX_CHUNK];                                                                      \
+        I index[ARGMAX_CHUNK], nan[ARGMAX_CHUNK];                                                  \
+        int64_t nans = 0;                                                                          \
+        for (int64_t img = 0; img < n; img++) {                                                    \
+            const T *s = scores + img * c * p;                                                     \
+            for (int64_t start = 0; start < p; start += ARGMAX_CHUNK) {                            \
+                const int64_t m = p - start < ARGMAX_CHUNK ? p - start : ARGMAX_CHUNK;            \
+                const T *plane = s + start;                                                        \
+                for (int64_t j = 0; j < m; j++) {                                                  \
+                    best[j] = plane[j];                                                            \
+                    index[j] = 0;                                                                  \
+                    nan[j] = plane[j] != plane[j];                                                 \
+                }                                                                                  \
+                for (int64_t k = 1; k < c; k++) {                                                  \
+                    plane = s + k * p + start;                                                     \
+                    const I kk = (I)k;                                                             \
+                    for (int64_t j = 0; j < m; j++) { /* quiet compares: the loop vectorises */   \
+                        const T v = plane[j], b = best[j];                                         \
+                        const I ix = index[j], better = __builtin_isgreater(v, b);                 \
+                        best[j] = better ? v : b;                                                  \
+                        index[j] = better ? kk : ix;                                               \
+                        nan[j] |= __builtin_isunordered(v, v);                                     \
+                    }                                                                              \
+                }                                                                                  \
+                uint8_t *out = labels + img * p + start;                                           \
+                for (int64_t j = 0; j < m; j++) {                                                  \
+                    out[j] = (uint8_t)index[j];                                                    \
+                    nans += nan[j] != 0;                                                           \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        return nans;                                                                               \
+    }
+
+DEFINE_ARGMAX(f32, float, int32_t)
+DEFINE_ARGMAX(f64, double, int64_t)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from torchseg_metrics import _native
 from torchseg_metrics._checks import Found, check_same_device, check_tensor, fail, is_integer_dtype
 from torchseg_metrics.functional.counting import count_true
 
@@ -68,6 +69,9 @@ def labels_from_preds(preds: Tensor) -> tuple[Tensor, Tensor]:
     if preds.device.type != "cpu":
         values, labels = preds.max(dim=1)
         return labels, values.isnan().sum()
+    native = _native.channel_argmax(preds)  # one pass over the scores; None where it does not apply
+    if native is not None:
+        return native
     if 1 < preds.shape[1] <= 256 and preds.is_contiguous():
         values, labels = _channel_argmax(preds)
     else:
