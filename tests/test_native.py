@@ -234,3 +234,19 @@ def test_channel_argmax_layouts_it_does_not_take() -> None:
     assert _native.channel_argmax(x.half()) is None  # float16: the torch twin
     assert _native.channel_argmax(torch.zeros(2, 1, 4, 5)) is None  # one class
     assert _native.channel_argmax(torch.zeros(1, 257, 2, 2)) is None  # labels beyond uint8
+
+
+def test_mask_counts_leave_large_overlapping_objects_to_the_gemm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full-image ground truths make the boxes useless: the kernel declines, the GEMM counts."""
+    from torchseg_metrics.functional.mask_iou import mask_intersections
+
+    rng = np.random.default_rng(4)
+    det = torch.from_numpy(rng.random((6, 20, 30)) < 0.5)
+    gt = torch.from_numpy(rng.random((9, 20, 30)) < 0.5)
+    assert _native.mask_counts(det, gt) is None  # 6 x 9 full boxes: 9x the detection bytes
+    got = mask_intersections(det[None], gt[None], method="native")  # falls back to the GEMM
+    for a, b in zip(got, _np_mask_counts(det.numpy(), gt.numpy()), strict=True):
+        np.testing.assert_array_equal(a[0].numpy(), b)
+    monkeypatch.setattr(_native, "MASK_WORK_PER_BYTE", 10)
+    for a, b in zip(_native.mask_counts(det, gt), _np_mask_counts(det.numpy(), gt.numpy()), strict=True):
+        np.testing.assert_array_equal(a.numpy(), b)

@@ -108,7 +108,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn = getattr(lib, f"runs_{tn}")
         fn.argtypes = [_P, _P, _P, _I64, _I64, _I64, _I64, _P, _P, _P, _P]
         fn.restype = _I64
-    lib.mask_counts.argtypes = [_P, _P, _I64, _I64, _I64, _I64, _P, _P, _P]
+    lib.mask_counts.argtypes = [_P, _P, _I64, _I64, _I64, _I64, _I64, _P, _P, _P]
     lib.mask_counts.restype = ctypes.c_int
     for name in _FLOAT_NAMES.values():
         fn = getattr(lib, f"argmax_{name}")
@@ -213,10 +213,16 @@ def run_records(
     return idx, cols[0], cols[1], cols[2], cols[3], flags if crowd is not None else None
 
 
+#: Bytes of box-confined counting allowed per byte of detection masks before ``mask_counts`` leaves
+#: an image to the GEMM (about the GEMM's cost: large, overlapping objects make boxes useless).
+MASK_WORK_PER_BYTE = 4
+
+
 def mask_counts(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
     """``(inter (D, G), det_area (D,), gt_area (G,))`` int64 pixel counts of one image's bool
     ``(D, H, W)`` and ``(G, H, W)`` masks, or None (use torch). Each mask is read once for its
-    count and bounding box; intersections are counted over overlapping boxes only."""
+    count and bounding box; intersections are counted over overlapping boxes only, and None is
+    also returned when that would cost more than ``MASK_WORK_PER_BYTE`` times the detection bytes."""
     lib = _library()
     ok = det.dtype == gt.dtype == torch.bool and det.ndim == gt.ndim == 3 and det.shape[1:] == gt.shape[1:]
     if lib is None or not ok or not all(x.device.type == "cpu" and x.is_contiguous() for x in (det, gt)):
@@ -226,9 +232,21 @@ def mask_counts(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor, Tensor] | None
     inter = torch.empty(d, g, dtype=torch.int64)
     det_area = torch.empty(d, dtype=torch.int64)
     gt_area = torch.empty(g, dtype=torch.int64)
+    budget = MASK_WORK_PER_BYTE * det.numel()
     rc = lib.mask_counts(
-        det.data_ptr(), gt.data_ptr(), d, g, h, w, inter.data_ptr(), det_area.data_ptr(), gt_area.data_ptr()
+        det.data_ptr(),
+        gt.data_ptr(),
+        d,
+        g,
+        h,
+        w,
+        budget,
+        inter.data_ptr(),
+        det_area.data_ptr(),
+        gt_area.data_ptr(),
     )
+    if rc == -2:  # large overlapping boxes: the GEMM over every pixel is cheaper
+        return None
     if rc != 0:
         raise MemoryError("torchseg_metrics: the native mask kernel could not allocate its boxes")
     return inter, det_area, gt_area

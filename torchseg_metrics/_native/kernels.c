@@ -130,7 +130,9 @@ DEFINE_RUNS(i64, int64_t)
  * bounding box; a detection is streamed once for its count, and its first and last rows holding a
  * pixel are found from both ends (in cache by then). An intersection is counted, eight bytes at a
  * time, over the ground truth's box within the detection's rows only: every pixel outside is 0 in
- * one of the two masks. Returns 0, or -1 when out of memory.
+ * one of the two masks. Returns 0; -1 when out of memory; -2 when those boxes would make the
+ * intersections cost more than `budget` bytes of counting (large overlapping objects: a GEMM over
+ * all pixels is then cheaper), in which case only the areas are valid.
  */
 static inline uint64_t load64(const uint8_t *p) {
     uint64_t v;
@@ -217,7 +219,7 @@ static int64_t scan_box(const uint8_t *m, int64_t h, int64_t w, int64_t *box) {
 }
 
 int mask_counts(const uint8_t *det, const uint8_t *gt, int64_t d, int64_t g, int64_t h, int64_t w,
-                int64_t *inter, int64_t *det_area, int64_t *gt_area) {
+                int64_t budget, int64_t *inter, int64_t *det_area, int64_t *gt_area) {
     const int64_t p = h * w;
     int64_t *gt_box = (int64_t *)malloc((size_t)(4 * g + 1) * sizeof(int64_t));
     if (gt_box == NULL) return -1;
@@ -230,6 +232,10 @@ int mask_counts(const uint8_t *det, const uint8_t *gt, int64_t d, int64_t g, int
         for (int64_t j = 0; j < g; j++) {
             const int64_t *gb = gt_box + 4 * j;
             int64_t ya = y0 > gb[0] ? y0 : gb[0], yb = y1 < gb[1] ? y1 : gb[1], total = 0;
+            if (ya < yb && (budget -= (yb - ya) * (gb[3] - gb[2])) < 0) {
+                free(gt_box);
+                return -2;
+            }
             const uint8_t *q = gt + j * p;
             for (int64_t y = ya; y < yb; y++) total += and_count(m + y * w + gb[2], q + y * w + gb[2], gb[3] - gb[2]);
             inter[i * g + j] = total;
