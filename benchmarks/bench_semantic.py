@@ -362,7 +362,8 @@ def run(quick: bool = False) -> str:
         "fastest of those runs (on this machine some runs of this package's rows take 3 to 5 ms per "
         "batch more, all of it operating-system time during the native kernel's pass over the "
         "inputs, in streaks, with no page fault or allocation counted; its cause is not pinned "
-        "down, and the median can land on either side). `× ours` is relative to the first row (medians). mIoU is checked against a NumPy "
+        "down, and the median can land on either side). `× ours` is relative to the first row "
+        "(medians). mIoU is checked against a NumPy "
         "`bincount` confusion matrix (✓: within 1e-6; ≠: a different convention by design). hotcoco runs "
         f"with `RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']}` (its thread pool).",
     ]
