@@ -7,6 +7,7 @@ Their use inside the metrics is covered further by the method-parametrised kerne
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,8 +29,10 @@ def test_built_where_a_compiler_exists() -> None:
 
 
 def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _native.status().startswith("in use: ")
     monkeypatch.setenv("TORCHSEG_METRICS_NATIVE", "0")
     assert not _native.available()
+    assert _native.status().startswith("switched off")
     t = torch.zeros(2, 3, dtype=torch.uint8)
     assert _native.confusion_counts(t, t, 1, 2, None) is None
     assert (
@@ -38,15 +41,14 @@ def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     )
 
 
-def test_a_failed_build_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_build_falls_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No compiler (or any build error): the kernels report unavailable, the metrics use torch ops."""
     monkeypatch.setattr(_native, "_state", {})
-    monkeypatch.setenv("TORCHSEG_METRICS_CACHE", "/nonexistent-dir/for-this-test")
+    monkeypatch.setenv("TORCHSEG_METRICS_CACHE", str(tmp_path / "cache"))  # nothing built there yet
     monkeypatch.setattr(_native, "_compiler", lambda: None)
-    monkeypatch.setattr(_native.tempfile, "gettempdir", lambda: "/nonexistent-dir/for-this-test")
     assert not _native.available()
-    assert "no writable cache folder" in str(_native._state["error"]) or "compiler" in str(
-        _native._state["error"]
+    assert _native.status() == (
+        "unavailable (RuntimeError: no C compiler found (set CC)): the torch-op twins run"
     )
     from torchseg_metrics.functional.confusion import _confusion_matrix_update
 

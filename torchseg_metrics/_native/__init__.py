@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "channel_argmax", "confusion_counts", "mask_counts", "run_records"]
+__all__ = ["available", "channel_argmax", "confusion_counts", "mask_counts", "run_records", "status"]
 
 _SOURCE = Path(__file__).with_name("kernels.c")
 _FLAGS = ("-O3", "-shared", "-fPIC")
@@ -135,6 +135,21 @@ def _library() -> ctypes.CDLL | None:
 def available() -> bool:
     """Whether the native kernels are in use (built, loaded, and not switched off)."""
     return _library() is not None
+
+
+def status() -> str:
+    """One line saying whether the native kernels are in use, and where from or why not.
+
+    Example:
+        >>> status().startswith(("in use", "switched off", "unavailable"))
+        True
+    """
+    if not _enabled():
+        return "switched off (TORCHSEG_METRICS_NATIVE=0)"
+    lib = _library()
+    if lib is None:
+        return f"unavailable ({_state.get('error')}): the torch-op twins run"
+    return f"in use: {lib._name}"
 
 
 def _usable(*tensors: Tensor) -> bool:
