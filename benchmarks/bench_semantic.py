@@ -101,6 +101,33 @@ def ours(
     return fn
 
 
+def ours_update_only(w: SemanticWorkload) -> Callable[[], float]:
+    """``MeanIoU.update`` alone on one metric kept across calls: the steady state of a validation loop."""
+    from torchseg_metrics.semantic import MeanIoU
+
+    metric = MeanIoU(w.num_classes, ignore_index=w.ignore_index).to(w.target.device)
+
+    def fn() -> float:
+        metric.update(w.preds, w.target)
+        return math.nan
+
+    return fn
+
+
+def hotcoco_update_only(w: SemanticWorkload) -> Callable[[], float]:
+    """hotcoco ``SemanticEval.update`` alone on one evaluator kept across calls (its steady state)."""
+    from hotcoco import semantic
+
+    target, preds = w.target.cpu().numpy(), w.preds.cpu().numpy()
+    ev = semantic.SemanticEval(w.num_classes, ignore_index=w.ignore_index)
+
+    def fn() -> float:
+        ev.update(target, preds)
+        return math.nan
+
+    return fn
+
+
 def torchmetrics_jaccard(w: SemanticWorkload, det: bool = False, **kwargs: object) -> Callable[[], float]:
     """torchmetrics ``MulticlassJaccardIndex(num_classes, ignore_index=..., **kwargs)`` (macro average)."""
     from torchmetrics.classification import MulticlassJaccardIndex
@@ -248,6 +275,22 @@ def contenders(w: SemanticWorkload, quick: bool) -> list[Contender]:
         Contender(
             "hotcoco `semantic.SemanticEval` (NumPy uint8)", hotcoco_semantic(w), n, fast, key="hotcoco"
         ),
+        Contender(
+            "steady state: torchseg-metrics `MeanIoU.update` only (one metric, kept)",
+            ours_update_only(w),
+            n,
+            fast,
+            same_convention=False,
+            key="ours_steady",
+        ),
+        Contender(
+            "steady state: hotcoco `SemanticEval.update` only (one evaluator, kept)",
+            hotcoco_update_only(w),
+            n,
+            fast,
+            same_convention=False,
+            key="hotcoco_steady",
+        ),
         Contender("plain torch `bincount` with a dump bin (no boolean mask)", plain_bincount(w), n, fast),
         Contender("floor: read both inputs once (`max`)", read_floor(w), n, fast, same_convention=False),
     ]
@@ -338,6 +381,8 @@ def _summary(results: list[tuple[Contender, float | None, float | None, float, s
             f"this package / hotcoco = {ms['ours'] / ms['hotcoco']:.2f} "
             f"(best runs: {best['ours'] / best['hotcoco']:.2f}; target: 1 or less)"
         )
+    if "ours_steady" in ms and "hotcoco_steady" in ms:
+        parts.append(f"steady state (update only) = {ms['ours_steady'] / ms['hotcoco_steady']:.2f}")
     if "ours" in ms and "ours_det" in ms:
         parts.append(f"deterministic / normal mode = {ms['ours_det'] / ms['ours']:.2f} (target: 1.5 or less)")
     if "ours" in ms and "torchmetrics" in ms:
