@@ -9,6 +9,7 @@ NaN per class and left out of means.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def np_confusion(preds: np.ndarray, target: np.ndarray, c: int, ignore: int | None) -> np.ndarray:
@@ -90,3 +91,14 @@ def perturb(
     out[mask] = rng.integers(low, c if high is None else high, size=int(mask.sum()))
     out[~mask & (errors % 3 == 0)] = errors[~mask & (errors % 3 == 0)]
     return out
+
+
+def tie_scores(c: int, shape: tuple[int, ...], dtype: torch.dtype, seed: int) -> torch.Tensor:
+    """``(N, C, ...)`` scores with many exact ties (few distinct values), signed zeros and infinities;
+    ``shape`` is ``(N, ...)``."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(-3, 4, (shape[0], c, *shape[1:]), generator=g).to(dtype)
+    x[x == 3] = float("inf")
+    x[x == -3] = float("-inf")
+    x[(x == 0) & (torch.rand(x.shape, generator=g) < 0.5)] = -0.0
+    return x

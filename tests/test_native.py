@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _semantic_reference import tie_scores
 
 from torchseg_metrics import _native
 from torchseg_metrics.functional.panoptic_pairing import _run_records_torch
@@ -197,30 +198,20 @@ def test_mask_counts_takes_contiguous_bool_masks_only() -> None:
     assert _native.mask_counts(det, det[:, :3]) is None
 
 
-def _tie_scores(c: int, shape: tuple[int, ...], dtype: torch.dtype, seed: int) -> torch.Tensor:
-    """Scores with many exact ties, signed zeros and infinities."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(-3, 4, (shape[0], c, *shape[1:]), generator=g).to(dtype)
-    x[x == 3] = float("inf")
-    x[x == -3] = float("-inf")
-    x[(x == 0) & (torch.rand(x.shape, generator=g) < 0.5)] = -0.0
-    return x
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(
     ("c", "shape"), [(2, (3, 5, 7)), (19, (2, 50, 90)), (256, (1, 4, 6)), (5, (2, 3, 4, 5))]
 )
 def test_channel_argmax_equals_torch_max(dtype: torch.dtype, c: int, shape: tuple[int, ...]) -> None:
     """The first maximal class on ties, as torch.max; 4500 pixels span several chunks."""
-    x = _tie_scores(c, shape, dtype, seed=c)
+    x = tie_scores(c, shape, dtype, seed=c)
     labels, nans = _native.channel_argmax(x)
     assert labels.dtype == torch.uint8 and labels.shape == (shape[0], *shape[1:]) and int(nans) == 0
     assert torch.equal(labels.long(), x.max(dim=1).indices)
 
 
 def test_channel_argmax_counts_nan_pixels() -> None:
-    x = _tie_scores(7, (2, 60, 70), torch.float32, seed=1)
+    x = tie_scores(7, (2, 60, 70), torch.float32, seed=1)
     x[0, 3, 5, 6] = float("nan")
     x[1, :, 59, 69] = float("nan")
     x[1, 0, 0, 0] = float("nan")

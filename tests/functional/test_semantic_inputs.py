@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _semantic_reference import tie_scores
 
 from torchseg_metrics.functional import semantic_inputs
 from torchseg_metrics.functional.semantic_inputs import _channel_argmax, labels_from_preds
-
-
-def _scores(c: int, shape: tuple[int, ...], dtype: torch.dtype, seed: int) -> torch.Tensor:
-    """Scores with many exact ties (few distinct values), signed zeros and infinities."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(-3, 4, (shape[0], c, *shape[1:]), generator=g).to(dtype)
-    x[x == 3] = float("inf")
-    x[x == -3] = float("-inf")
-    x[(x == 0) & (torch.rand(x.shape, generator=g) < 0.5)] = -0.0
-    return x
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
@@ -24,7 +15,7 @@ def _scores(c: int, shape: tuple[int, ...], dtype: torch.dtype, seed: int) -> to
     ("c", "shape"), [(2, (3, 5, 7)), (19, (2, 16, 9)), (256, (1, 4, 6)), (5, (2, 3, 4, 5))]
 )
 def test_channel_argmax_equals_torch_max(dtype: torch.dtype, c: int, shape: tuple[int, ...]) -> None:
-    x = _scores(c, shape, dtype, seed=c)
+    x = tie_scores(c, shape, dtype, seed=c)
     values, labels = _channel_argmax(x)
     expected_values, expected_labels = x.max(dim=1)
     assert labels.dtype == torch.uint8 and labels.shape == expected_labels.shape
@@ -36,14 +27,14 @@ def test_channel_argmax_equals_torch_max(dtype: torch.dtype, c: int, shape: tupl
 def test_channel_argmax_in_pixel_chunks(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
     """Chunks that divide the image and chunks with a partial last one give torch.max's results."""
     monkeypatch.setattr(semantic_inputs, "_ARGMAX_CHUNK", chunk)
-    x = _scores(6, (3, 8, 10), torch.float32, seed=7)  # 80 pixels per image
+    x = tie_scores(6, (3, 8, 10), torch.float32, seed=7)  # 80 pixels per image
     values, labels = _channel_argmax(x)
     expected_values, expected_labels = x.max(dim=1)
     assert torch.equal(labels.long(), expected_labels) and torch.equal(values, expected_values)
 
 
 def test_nan_scores_are_counted_like_torch_max() -> None:
-    x = _scores(7, (2, 8, 8), torch.float32, seed=1)
+    x = tie_scores(7, (2, 8, 8), torch.float32, seed=1)
     x[0, 3, 1, 1] = float("nan")
     x[1, 0, 2, 2] = float("nan")
     x[1, 6, 2, 2] = float("nan")
@@ -55,9 +46,9 @@ def test_nan_scores_are_counted_like_torch_max() -> None:
 @pytest.mark.parametrize(
     "x",
     [
-        _scores(300, (1, 4, 5), torch.float32, 0),  # more classes than a byte holds
-        _scores(6, (2, 5, 7), torch.float32, 0).contiguous(memory_format=torch.channels_last),
-        _scores(1, (2, 5, 7), torch.float32, 0),
+        tie_scores(300, (1, 4, 5), torch.float32, 0),  # more classes than a byte holds
+        tie_scores(6, (2, 5, 7), torch.float32, 0).contiguous(memory_format=torch.channels_last),
+        tie_scores(1, (2, 5, 7), torch.float32, 0),
     ],
     ids=["300-classes", "channels-last", "one-class"],
 )
