@@ -16,23 +16,30 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 README = Path(__file__).with_name("README.md")
 
 
-def median_seconds(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, sync: bool = False) -> float:
-    """Median wall time of ``fn()`` over ``repeat`` runs after ``warmup`` runs (CUDA-synced if asked)."""
+def median_seconds(
+    fn: Callable[[], Any], repeat: int = 5, warmup: int = 1, sync: bool = False, *, built: bool = False
+) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` runs after ``warmup`` runs (CUDA-synced if asked).
+
+    ``built=True``: ``fn`` builds what is timed; each run calls it untimed and times what it returns.
+    """
     for _ in range(warmup):
-        fn()
+        (fn() if built else fn)()
     times = []
     for _ in range(repeat):
+        run = fn() if built else fn
         gc.collect()
         if sync:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        fn()
+        run()
         if sync:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)

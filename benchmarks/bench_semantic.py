@@ -44,12 +44,22 @@ ISSUE_NUMBERS = (
 )
 
 
+#: The timed part of a row: update + compute, returning the mIoU.
+Timed = Callable[[], float]
+
+
+def ready(fn: Timed) -> Callable[[], Timed]:
+    """A row with nothing to build before its timed part."""
+    return lambda: fn
+
+
 @dataclass
 class Contender:
-    """One timed row: ``fn`` runs update + compute and returns mIoU over ``images`` images."""
+    """One timed row: ``fn()`` builds the metric (untimed) and returns the timed part, which runs
+    update + compute and returns mIoU over ``images`` images."""
 
     name: str
-    fn: Callable[[], float]
+    fn: Callable[[], Timed]
     images: float
     repeat: int
     warmup: int = 1
@@ -85,23 +95,27 @@ def reference_miou(w: SemanticWorkload) -> float:
 
 def ours(
     w: SemanticWorkload, inputs: Tensor | None = None, det: bool = False, native: bool = True
-) -> Callable[[], float]:
+) -> Callable[[], Timed]:
     """This package's ``MeanIoU(num_classes, ignore_index=...)`` on label maps (or on ``inputs`` scores);
     ``native=False`` switches its native CPU kernels off (torch ops only)."""
     preds = w.preds if inputs is None else inputs
 
-    def fn() -> float:
+    def build() -> Timed:
         from torchseg_metrics.semantic import MeanIoU  # imported here: a missing package fails one row
 
-        with deterministic() if det else contextlib.nullcontext(), native_kernels(native):
-            metric = MeanIoU(w.num_classes, ignore_index=w.ignore_index).to(w.target.device)
-            metric.update(preds, w.target)
-            return float(metric.compute())
+        metric = MeanIoU(w.num_classes, ignore_index=w.ignore_index).to(w.target.device)
 
-    return fn
+        def fn() -> float:
+            with deterministic() if det else contextlib.nullcontext(), native_kernels(native):
+                metric.update(preds, w.target)
+                return float(metric.compute())
+
+        return fn
+
+    return build
 
 
-def ours_update_only(w: SemanticWorkload) -> Callable[[], float]:
+def ours_update_only(w: SemanticWorkload) -> Callable[[], Timed]:
     """``MeanIoU.update`` alone on one metric kept across calls: the steady state of a validation loop."""
     from torchseg_metrics.semantic import MeanIoU
 
@@ -111,10 +125,10 @@ def ours_update_only(w: SemanticWorkload) -> Callable[[], float]:
         metric.update(w.preds, w.target)
         return math.nan
 
-    return fn
+    return ready(fn)
 
 
-def hotcoco_update_only(w: SemanticWorkload) -> Callable[[], float]:
+def hotcoco_update_only(w: SemanticWorkload) -> Callable[[], Timed]:
     """hotcoco ``SemanticEval.update`` alone on one evaluator kept across calls (its steady state)."""
     from hotcoco import semantic
 
@@ -125,24 +139,28 @@ def hotcoco_update_only(w: SemanticWorkload) -> Callable[[], float]:
         ev.update(target, preds)
         return math.nan
 
-    return fn
+    return ready(fn)
 
 
-def torchmetrics_jaccard(w: SemanticWorkload, det: bool = False, **kwargs: object) -> Callable[[], float]:
+def torchmetrics_jaccard(w: SemanticWorkload, det: bool = False, **kwargs: object) -> Callable[[], Timed]:
     """torchmetrics ``MulticlassJaccardIndex(num_classes, ignore_index=..., **kwargs)`` (macro average)."""
     from torchmetrics.classification import MulticlassJaccardIndex
 
-    def fn() -> float:
-        with deterministic() if det else contextlib.nullcontext():
-            metric = MulticlassJaccardIndex(w.num_classes, ignore_index=w.ignore_index, **kwargs)
-            metric = metric.to(w.target.device)
-            metric.update(w.preds, w.target)
-            return float(metric.compute())
+    def build() -> Timed:
+        metric = MulticlassJaccardIndex(w.num_classes, ignore_index=w.ignore_index, **kwargs)
+        metric = metric.to(w.target.device)
 
-    return fn
+        def fn() -> float:
+            with deterministic() if det else contextlib.nullcontext():
+                metric.update(w.preds, w.target)
+                return float(metric.compute())
+
+        return fn
+
+    return build
 
 
-def torchmetrics_segmentation_miou(w: SemanticWorkload) -> Callable[[], float]:
+def torchmetrics_segmentation_miou(w: SemanticWorkload) -> Callable[[], Timed]:
     """torchmetrics ``segmentation.MeanIoU(input_format="index")``: per-image IoU, no ignore_index.
 
     Ignored pixels become an extra class ``C`` in both maps (done outside the timing), so they never
@@ -156,40 +174,48 @@ def torchmetrics_segmentation_miou(w: SemanticWorkload) -> Callable[[], float]:
     target = torch.where(ignored, c, w.target.long())
     preds = torch.where(ignored, c, w.preds.long())
 
-    def fn() -> float:
+    def build() -> Timed:
         metric = SegmentationMeanIoU(c + 1, per_class=True, input_format="index").to(target.device)
-        metric.update(preds, target)
-        per_class = metric.compute()[:c]
-        return float(per_class[per_class >= 0].mean())
 
-    return fn
+        def fn() -> float:
+            metric.update(preds, target)
+            per_class = metric.compute()[:c]
+            return float(per_class[per_class >= 0].mean())
+
+        return fn
+
+    return build
 
 
-def hotcoco_semantic(w: SemanticWorkload) -> Callable[[], float]:
+def hotcoco_semantic(w: SemanticWorkload) -> Callable[[], Timed]:
     """hotcoco ``semantic.SemanticEval(num_classes, ignore_index=...)`` on NumPy uint8 (untimed copy)."""
     from hotcoco import semantic
 
     target, preds = w.target.cpu().numpy(), w.preds.cpu().numpy()
 
-    def fn() -> float:
+    def build() -> Timed:
         ev = semantic.SemanticEval(w.num_classes, ignore_index=w.ignore_index)
-        ev.update(target, preds)
-        return float(ev.results()["mIoU"])
 
-    return fn
+        def fn() -> float:
+            ev.update(target, preds)
+            return float(ev.results()["mIoU"])
+
+        return fn
+
+    return build
 
 
-def read_floor(w: SemanticWorkload) -> Callable[[], float]:
+def read_floor(w: SemanticWorkload) -> Callable[[], Timed]:
     """The floor: read both label maps once (``preds.max()`` and ``target.max()``); returns NaN (no mIoU)."""
 
     def fn() -> float:
         torch.stack([w.preds.max(), w.target.max()])
         return math.nan
 
-    return fn
+    return ready(fn)
 
 
-def plain_bincount(w: SemanticWorkload) -> Callable[[], float]:
+def plain_bincount(w: SemanticWorkload) -> Callable[[], Timed]:
     """Plain torch: ``bincount(where(ignored, dump, target * C + preds))``, no boolean mask."""
     c = w.num_classes
 
@@ -200,7 +226,7 @@ def plain_bincount(w: SemanticWorkload) -> Callable[[], float]:
         tp = cm.diagonal()
         return float((tp / (cm.sum(0) + cm.sum(1) - tp)).nanmean())
 
-    return fn
+    return ready(fn)
 
 
 def _crop(w: SemanticWorkload, rows: int) -> SemanticWorkload:
@@ -312,9 +338,10 @@ def _interleaved(cs: list[Contender]) -> dict[int, tuple[float | None, float | N
         if id(c) in errors:
             return
         try:
+            run = c.fn()  # builds the metric: not timed
             gc.collect()
             start = time.perf_counter()
-            values[id(c)] = c.fn()
+            values[id(c)] = run()
             if timed:
                 times[id(c)].append(time.perf_counter() - start)
         except Exception as exc:  # a missing peer or package must not stop the table
@@ -400,7 +427,8 @@ def run(quick: bool = False) -> str:
         "",
         machine_line(),
         "",
-        "Median wall time of building a metric, one `update` with the whole batch and `compute`, divided by "
+        "Median wall time of one `update` with the whole batch and `compute` of a metric built just "
+        "before (its construction not timed, for every contender alike), divided by "
         "the number of images; the rows with the most repeats take their runs in turn (round robin, "
         "the order rotated every round), so that "
         "the drift of a shared machine's speed within a minute touches them alike; `best` is the "
