@@ -243,3 +243,46 @@ def test_mask_counts_leave_large_overlapping_objects_to_the_gemm(monkeypatch: py
     monkeypatch.setattr(_native, "MASK_WORK_PER_BYTE", 10)
     for a, b in zip(_native.mask_counts(det, gt), _np_mask_counts(det.numpy(), gt.numpy()), strict=True):
         np.testing.assert_array_equal(a.numpy(), b)
+
+
+@pytest.fixture
+def four_threads(monkeypatch: pytest.MonkeyPatch):
+    """Four CPU threads and no minimum amount of work: every call splits into parallel parts."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    monkeypatch.setattr(_native, "MIN_PARALLEL_WORK", 1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_parallel_parts_give_the_single_thread_results(four_threads: None) -> None:
+    rng = np.random.default_rng(9)
+    # confusion: one matrix over pixel ranges, and per-image matrices over groups of images
+    t = torch.from_numpy(rng.integers(0, 8, (5, 17, 19))).to(torch.uint8)
+    p = torch.from_numpy(rng.integers(0, 8, (5, 17, 19))).to(torch.uint8)
+    for images in (1, 5):
+        got = _native.confusion_counts(t.reshape(-1), p.reshape(-1), images, 6, 7)
+        for i in range(images):
+            part = slice(i * t.numel() // images, (i + 1) * t.numel() // images)
+            ref = _np_confusion(t.reshape(-1)[part].numpy(), p.reshape(-1)[part].numpy(), 6, 7)
+            np.testing.assert_array_equal(got[i].numpy(), ref)
+    # run records over groups of images
+    pp = torch.from_numpy(np.repeat(rng.integers(0, 3, (5 * 60, 2)), 3, axis=0))
+    tt = torch.from_numpy(np.repeat(rng.integers(0, 2, (5 * 36, 2)), 5, axis=0))
+    crowd = torch.from_numpy(np.repeat(rng.random(5 * 90) < 0.3, 2))
+    idx, t_cat, t_inst, p_cat, p_inst, flags = _native.run_records(pp, tt, crowd, 180)
+    starts = _np_runs(pp.numpy(), tt.numpy(), crowd.numpy(), 180)
+    np.testing.assert_array_equal(idx.numpy(), starts)
+    for col, ref in ((t_cat, tt[:, 0]), (t_inst, tt[:, 1]), (p_cat, pp[:, 0]), (p_inst, pp[:, 1])):
+        np.testing.assert_array_equal(col.numpy(), ref.numpy()[starts])
+    np.testing.assert_array_equal(flags.numpy(), crowd.numpy()[starts])
+    # argmax over groups of images
+    x = tie_scores(5, (7, 9, 11), torch.float32, seed=2)
+    x[3, 1, 2, 3] = float("nan")
+    labels, nans = _native.channel_argmax(x)
+    keep = ~x.isnan().any(1)
+    assert int(nans) == 1 and torch.equal(labels.long()[keep], x.max(dim=1).indices[keep])
+
+
+def test_parallel_map_keeps_the_order(four_threads: None) -> None:
+    assert _native.parallel_map(lambda k: k * k, range(20)) == [k * k for k in range(20)]

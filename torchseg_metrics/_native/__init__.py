@@ -8,7 +8,9 @@ bounding boxes confine the work). ``kernels.c`` holds those loops. At
 first use it is compiled with the system C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``;
 ``-O3 -shared -fPIC``, about two seconds) into a cache folder (``$TORCHSEG_METRICS_CACHE``, else
 ``$XDG_CACHE_HOME/torchseg_metrics`` or ``~/.cache/torchseg_metrics``, else the temporary folder),
-keyed by a hash of the source and flags, and loaded with ``ctypes``.
+keyed by a hash of the source and flags, and loaded with ``ctypes``. A large call is split into
+independent parts (groups of images, pixel ranges) run on ``torch.get_num_threads()`` threads,
+as torch's own CPU operations are (ctypes releases the GIL while a kernel runs).
 
 Every kernel has a torch-op twin, which runs when the library is unavailable (no compiler, a
 failed build), switched off (``TORCHSEG_METRICS_NATIVE=0``), or the inputs are not contiguous CPU
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import os
 import platform
 import shutil
@@ -27,12 +30,23 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import Tensor
 
-__all__ = ["available", "channel_argmax", "confusion_counts", "mask_counts", "run_records", "status"]
+__all__ = [
+    "available",
+    "channel_argmax",
+    "confusion_counts",
+    "mask_counts",
+    "parallel_map",
+    "run_records",
+    "status",
+]
 
 _SOURCE = Path(__file__).with_name("kernels.c")
 _FLAGS = ("-O3", "-shared", "-fPIC")
@@ -152,6 +166,40 @@ def status() -> str:
     return f"in use: {lib._name}"
 
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+#: Work (pixels or mask bytes) below which a call stays on the calling thread.
+MIN_PARALLEL_WORK = 1 << 20
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def parallel_map(fn: Callable[[_T], _R], tasks: Sequence[_T]) -> list[_R]:
+    """``[fn(t) for t in tasks]``, in order, on up to ``torch.get_num_threads()`` threads.
+
+    The kernels release the GIL while they run (ctypes does), so independent parts (images, pixel
+    ranges) of one call run in parallel, as torch's own CPU operations would; integer counts make the
+    results identical to a single thread's.
+    """
+    threads = min(torch.get_num_threads(), len(tasks))
+    if threads <= 1:
+        return [fn(t) for t in tasks]
+    with _lock:
+        pool = _pools.get(threads)
+        if pool is None:
+            pool = _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="torchseg-native")
+    return list(pool.map(fn, tasks))
+
+
+def _ranges(items: int, work_per_item: int) -> list[tuple[int, int]]:
+    """Contiguous ranges of ``items``, one per thread when the work is large enough, else one."""
+    parts = min(torch.get_num_threads(), items)
+    if parts <= 1 or items * work_per_item < MIN_PARALLEL_WORK:
+        return [(0, items)]
+    bounds = [items * k // parts for k in range(parts + 1)]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
 def _usable(*tensors: Tensor) -> bool:
     return all(x.device.type == "cpu" and x.is_contiguous() and x.dtype in _DTYPE_NAMES for x in tensors)
 
@@ -171,22 +219,29 @@ def confusion_counts(
         return None
     c = num_classes
     has_ignore = ignore is not None and -(2**63) <= ignore < 2**63
-    out = torch.zeros(images, c + 2, c + 1, dtype=torch.int64)
-    per_image = target.numel() // max(images, 1)
+    value = ignore if has_ignore else 0
     fn = getattr(lib, f"confusion_{_DTYPE_NAMES[target.dtype]}_{_DTYPE_NAMES[preds.dtype]}")
-    rc = fn(
-        target.data_ptr(),
-        preds.data_ptr(),
-        images,
-        per_image,
-        c,
-        ignore if has_ignore else 0,
-        has_ignore,
-        out.data_ptr(),
-    )
-    if rc != 0:
-        raise MemoryError("torchseg_metrics: the native confusion kernel could not allocate its histograms")
-    return out
+    t, p = target.reshape(-1), preds.reshape(-1)
+    per_image = t.numel() // max(images, 1)
+
+    def count(out: Tensor, start: int, n_images: int, length: int) -> None:
+        """Pixels ``start : start + n_images * length`` as ``n_images`` images into ``out``."""
+        ptr_t, ptr_p = t.data_ptr() + start * t.element_size(), p.data_ptr() + start * p.element_size()
+        if fn(ptr_t, ptr_p, n_images, length, c, value, has_ignore, out.data_ptr()) != 0:
+            raise MemoryError("torchseg_metrics: the native confusion kernel could not allocate")
+
+    if images > 1:  # per-image matrices: groups of whole images per thread
+        out = torch.zeros(images, c + 2, c + 1, dtype=torch.int64)
+        parallel_map(
+            lambda r: count(out[r[0] : r[1]], r[0] * per_image, r[1] - r[0], per_image),
+            _ranges(images, per_image),
+        )
+        return out
+    # one matrix: any pixel ranges, one per thread, summed
+    ranges = _ranges(t.numel(), 1)
+    parts = torch.zeros(len(ranges), 1, c + 2, c + 1, dtype=torch.int64)
+    parallel_map(lambda k: count(parts[k], ranges[k][0], 1, ranges[k][1] - ranges[k][0]), range(len(ranges)))
+    return parts.sum(0) if len(ranges) > 1 else parts[0]
 
 
 def run_records(
@@ -209,19 +264,36 @@ def run_records(
     total = preds.shape[0]
     fn = getattr(lib, f"runs_{_DTYPE_NAMES[preds.dtype]}")
     crowd_ptr = crowd.data_ptr() if crowd is not None else None
-    parts = []
-    start, cap = 0, min(total, total // 16 + 4096)
-    nxt = ctypes.c_int64(0)
-    while start < total:  # a new block of records when the previous one filled up (rarely)
-        idx = torch.empty(cap, dtype=torch.int64)
-        cols = torch.empty(4, cap, dtype=torch.int64)
-        flags = torch.empty(cap, dtype=torch.bool)
-        n = fn(
-            preds.data_ptr(), target.data_ptr(), crowd_ptr, start, total, per_image, cap,
-            idx.data_ptr(), cols.data_ptr(), flags.data_ptr(), ctypes.byref(nxt),
-        )  # fmt: skip
-        parts.append((idx[:n], cols[:, :n], flags[:n]))
-        start, cap = nxt.value, min(total - nxt.value, 2 * cap)
+
+    def scan(span: tuple[int, int]) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """The records of pixels ``span`` (whole images), in blocks of records."""
+        start, stop = span
+        found = []
+        cap = min(stop - start, (stop - start) // 16 + 4096)
+        nxt = ctypes.c_int64(0)
+        while start < stop:  # a new block of records when the previous one filled up (rarely)
+            idx = torch.empty(cap, dtype=torch.int64)
+            cols = torch.empty(4, cap, dtype=torch.int64)
+            flags = torch.empty(cap, dtype=torch.bool)
+            n = fn(
+                preds.data_ptr(), target.data_ptr(), crowd_ptr, start, stop, per_image, cap,
+                idx.data_ptr(), cols.data_ptr(), flags.data_ptr(), ctypes.byref(nxt),
+            )  # fmt: skip
+            found.append((idx[:n], cols[:, :n], flags[:n]))
+            start, cap = nxt.value, min(stop - nxt.value, 2 * cap)
+        return found
+
+    images = total // per_image if per_image else 0
+    spans = [(a * per_image, b * per_image) for a, b in _ranges(images, per_image)] if images else [(0, 0)]
+    parts = [part for found in parallel_map(scan, spans) for part in found]
+    if not parts:
+        parts = [
+            (
+                torch.empty(0, dtype=torch.int64),
+                torch.empty(4, 0, dtype=torch.int64),
+                torch.empty(0, dtype=torch.bool),
+            )
+        ]
     idx = torch.cat([q[0] for q in parts]) if len(parts) > 1 else parts[0][0]
     cols = torch.cat([q[1] for q in parts], 1) if len(parts) > 1 else parts[0][1]
     flags = torch.cat([q[2] for q in parts]) if len(parts) > 1 else parts[0][2]
@@ -280,5 +352,9 @@ def channel_argmax(scores: Tensor) -> tuple[Tensor, Tensor] | None:
     labels = torch.empty((n, *scores.shape[2:]), dtype=torch.uint8)
     pixels = labels[0].numel() if n else 0
     fn = getattr(lib, f"argmax_{_FLOAT_NAMES[scores.dtype]}")
-    nans = fn(scores.data_ptr(), n, c, pixels, labels.data_ptr())
+
+    def images(r: tuple[int, int]) -> int:  # groups of whole images per thread
+        return fn(scores[r[0] : r[1]].data_ptr(), r[1] - r[0], c, pixels, labels[r[0] : r[1]].data_ptr())
+
+    nans = sum(parallel_map(images, _ranges(n, c * pixels)))
     return labels, torch.tensor(nans, dtype=torch.int64)

@@ -203,8 +203,8 @@ def _intersections_per_image(
 
     Image sizes may differ between images. The int8 GEMMs of all images share one scratch buffer.
     """
-    if method == "native":
-        return [_native_image(d, g) for d, g in zip(dets, gts, strict=True)]
+    if method == "native":  # images in parallel on torch's CPU threads (the kernel releases the GIL)
+        return _native.parallel_map(lambda pair: _native_image(*pair), list(zip(dets, gts, strict=True)))
     if method != "int8" or not dets:
         out = []
         for d, g in zip(dets, gts, strict=True):
@@ -342,7 +342,7 @@ def _mask_intersections(det: Tensor, gt: Tensor, method: str) -> tuple[Tensor, T
     """:func:`mask_intersections` on checked inputs with a resolved ``method``."""
     b, d, h, w = det.shape
     if method == "native":
-        parts = [_native_image(det[i], gt[i]) for i in range(b)]  # a loop over images
+        parts = _native.parallel_map(lambda i: _native_image(det[i], gt[i]), range(b))  # over images
         if not parts:
             return _mask_intersections(det, gt, _cpu_fallback())
         inter, det_area, gt_area = zip(*parts, strict=True)
