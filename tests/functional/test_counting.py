@@ -129,3 +129,22 @@ def test_count_true(p: int, device) -> None:
     np.testing.assert_array_equal(count_true(torch.from_numpy(x).to(device)).cpu().numpy(), expected)
     sliced = torch.from_numpy(np.concatenate([x, x], axis=-1)).to(device)[..., 1 : p + 1]
     np.testing.assert_array_equal(count_true(sliced).cpu().numpy(), expected)  # a rotation of x
+
+
+@pytest.mark.parametrize("dtype", [torch.int16, torch.int32, torch.int64])
+@pytest.mark.parametrize("n", [100, 5 * 1024 + 77])  # one lane; several lanes and a tail
+def test_scatter_counts_into_interleaved_copies(dtype: torch.dtype, n: int) -> None:
+    """The ``"scatter"`` path (CUDA's default), run here on the CPU: equal to np.bincount, input kept."""
+    codes = _runs(np.random.default_rng(n), n, 300)
+    x = torch.from_numpy(codes).to(dtype)
+    before = x.clone()
+    got = count_codes(x, 300, "scatter")
+    np.testing.assert_array_equal(got.numpy(), np.bincount(codes, minlength=300))
+    assert torch.equal(x, before)
+
+
+def test_scatter_lanes_shrink_for_large_histograms(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(counting, "_SCATTER_LANE_BINS", 1000)  # 300 bins: 2 copies fit, not 4
+    codes = _runs(np.random.default_rng(3), 4 * 1024, 300)
+    got = count_codes(torch.from_numpy(codes), 300, "scatter")
+    np.testing.assert_array_equal(got.numpy(), np.bincount(codes, minlength=300))

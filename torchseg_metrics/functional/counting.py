@@ -85,7 +85,8 @@ def count_codes(codes: Tensor, nbins: int, method: CountMethod = "auto") -> Tens
     ``"bincount"`` is the CPU default; it may overwrite ``codes`` (callers pass a temporary), adding
     lane offsets to count consecutive pixels into separate histogram copies (see ``_LANES``). On
     CUDA ``torch.bincount`` reads the maximum back to the host, so ``"scatter"`` (integer
-    scatter-add: exact and order-independent) is the default there, and under
+    scatter-add into interleaved copies, see ``_SCATTER_LANES``: exact and order-independent, and
+    ``codes`` left as they are) is the default there, and under
     ``torch.use_deterministic_algorithms(True)`` a sort with ``searchsorted`` bin edges
     (``"matmul"`` names the confusion-matrix kernel, which falls back to it for plain histograms).
     """
@@ -106,13 +107,40 @@ def count_codes(codes: Tensor, nbins: int, method: CountMethod = "auto") -> Tens
         )
         return torch.bincount(codes.view(-1), minlength=lanes * nbins).view(lanes, nbins).sum(0)
     if method == "scatter":
-        out = torch.zeros(nbins, dtype=torch.int64, device=codes.device)
-        ones = torch.ones((), dtype=torch.int64, device=codes.device).expand(codes.numel())
-        return out.scatter_add_(0, codes.long(), ones)
+        return _scatter_count(codes.reshape(-1), nbins)
     if method == "matmul":
         edges = torch.arange(nbins + 1, device=codes.device, dtype=codes.dtype)
         return torch.searchsorted(codes.sort().values, edges).diff()
     raise ValueError(f"`method` must be one of {list(COUNT_METHODS)}, got {method!r}.")
+
+
+#: Histogram copies of the ``"scatter"`` path (CUDA): consecutive pixels, mostly of one code in a
+#: label map, go to ``_SCATTER_LANES`` different counters, so the 32 threads of a warp do not
+#: serialise their atomic adds on one address; fewer when the copies would exceed
+#: ``_SCATTER_LANE_BINS`` counters.
+_SCATTER_LANES = 32
+_SCATTER_LANE_BINS = 1 << 22
+
+
+def _scatter_count(flat: Tensor, nbins: int) -> Tensor:
+    """Integer scatter-add histogram of 1-D ``flat`` codes into interleaved copies (exact, no sync)."""
+    n, device = flat.numel(), flat.device
+    lanes = _SCATTER_LANES
+    while lanes > 1 and lanes * nbins > max(_SCATTER_LANE_BINS, nbins):
+        lanes //= 2
+    if n < 2 * _LANE_PERIOD:
+        lanes = 1
+    index = torch.empty(n, dtype=torch.int64, device=device)  # the int64 index scatter_add_ needs
+    whole = n // _LANE_PERIOD * _LANE_PERIOD  # the tail keeps lane 0
+    if lanes > 1:
+        offsets = _lane_offsets(lanes, nbins, torch.int64, device)
+        torch.add(flat[:whole].view(-1, _LANE_PERIOD), offsets, out=index[:whole].view(-1, _LANE_PERIOD))
+        index[whole:] = flat[whole:]
+    else:
+        index.copy_(flat)
+    out = torch.zeros(lanes * nbins, dtype=torch.int64, device=device)
+    ones = torch.ones((), dtype=torch.int64, device=device).expand(n)
+    return out.scatter_add_(0, index, ones).view(lanes, nbins).sum(0)
 
 
 @contextlib.contextmanager
