@@ -286,3 +286,19 @@ def test_parallel_parts_give_the_single_thread_results(four_threads: None) -> No
 
 def test_parallel_map_keeps_the_order(four_threads: None) -> None:
     assert _native.parallel_map(lambda k: k * k, range(20)) == [k * k for k in range(20)]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+def test_parallel_map_in_a_forked_child(four_threads: None) -> None:
+    """The parallel parts also run in a child forked after the parent's pool started (DataLoader workers)."""
+    import multiprocessing
+
+    assert _native.parallel_map(lambda k: k + 1, range(8)) == list(range(1, 9))  # the parent's pool
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        assert pool.apply(_square_in_parallel, (6,)) == [k * k for k in range(6)]
+
+
+def _square_in_parallel(n: int) -> list[int]:
+    torch.set_num_threads(4)
+    return _native.parallel_map(lambda k: k * k, range(n))

@@ -171,7 +171,8 @@ _R = TypeVar("_R")
 
 #: Work (pixels or mask bytes) below which a call stays on the calling thread.
 MIN_PARALLEL_WORK = 1 << 20
-_pools: dict[int, ThreadPoolExecutor] = {}
+#: Thread pools by (process id, threads): a forked child builds its own.
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def parallel_map(fn: Callable[[_T], _R], tasks: Sequence[_T]) -> list[_R]:
@@ -184,10 +185,11 @@ def parallel_map(fn: Callable[[_T], _R], tasks: Sequence[_T]) -> list[_R]:
     threads = min(torch.get_num_threads(), len(tasks))
     if threads <= 1:
         return [fn(t) for t in tasks]
+    key = (os.getpid(), threads)  # a forked child (a DataLoader worker) starts a pool of its own
     with _lock:
-        pool = _pools.get(threads)
+        pool = _pools.get(key)
         if pool is None:
-            pool = _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="torchseg-native")
+            pool = _pools[key] = ThreadPoolExecutor(threads, thread_name_prefix="torchseg-native")
     return list(pool.map(fn, tasks))
 
 
