@@ -13,6 +13,7 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 
 from torchseg_metrics._checks import check_bool, check_choice, fail
 from torchseg_metrics._config_state import add_config_state
+from torchseg_metrics._transfer import to_device
 from torchseg_metrics.functional.box_iou import BOX_FORMATS
 from torchseg_metrics.functional.coco_accumulate import (
     CocoEvalArrays,
@@ -241,8 +242,9 @@ class MeanAveragePrecision(Metric):
                     for i, (nd, ng) in enumerate(zip(batch.num_dets, batch.num_gts, strict=True))
                 ]
             )
-            # host-known counts: a small host-to-device copy, only with extended_summary
-            new["ext_counts"] = torch.tensor([batch.num_dets, batch.num_gts]).T.to(device)
+            # host-known counts: a small asynchronous host-to-device copy, only with extended_summary
+            counts = torch.tensor([batch.num_dets, batch.num_gts]).T.contiguous()
+            new["ext_counts"] = to_device(counts, device)
         host_checked = (
             device.type == "cpu" if self._read_values_on_host is None else self._read_values_on_host
         )

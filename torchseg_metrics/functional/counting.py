@@ -67,8 +67,8 @@ _LANE_PERIOD = 1024  # length of the lane-offset pattern added per row of codes 
 
 @lru_cache(maxsize=32)
 def _lane_offsets(lanes: int, nbins: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``(i mod lanes) * nbins`` for ``i < _LANE_PERIOD``, cached per device (no copy per update)."""
-    return ((torch.arange(_LANE_PERIOD) % lanes) * nbins).to(dtype=dtype, device=device)
+    """``(i mod lanes) * nbins`` for ``i < _LANE_PERIOD``, cached per device and made there (no copy)."""
+    return ((torch.arange(_LANE_PERIOD, device=device) % lanes) * nbins).to(dtype)
 
 
 def _lane_count(codes: Tensor, nbins: int) -> int:

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from torchseg_metrics import _native
+from torchseg_metrics._transfer import to_device
 
 Compat = Literal["panopticapi", "torchmetrics"]
 COMPAT_CHOICES: tuple[str, ...] = ("panopticapi", "torchmetrics")
@@ -70,7 +71,8 @@ _LUT_MAX_ID = 1 << 16
 def _category_table(
     things: tuple[int, ...], stuffs: tuple[int, ...], device: torch.device
 ) -> tuple[Tensor, bool]:
-    """Class index of each category id, cached per device (no host-to-device copy per update).
+    """Class index of each category id, cached per device (one asynchronous copy per device, see
+    :func:`torchseg_metrics._transfer.to_device`; none per update).
 
     A lookup table ``lut[cat + 1]`` (``lut[0]`` and ``lut[-1]`` are void) when every id is at most
     ``_LUT_MAX_ID``; otherwise the sorted ids followed by their class indices, for a binary search.
@@ -80,9 +82,9 @@ def _category_table(
     if max(ids) <= _LUT_MAX_ID:
         lut = torch.full((max(ids) + 3,), k, dtype=torch.int64)
         lut[torch.tensor(ids) + 1] = torch.arange(k)
-        return lut.to(device), True
+        return to_device(lut, device), True
     order = sorted(range(k), key=ids.__getitem__)
-    return torch.tensor([ids[i] for i in order] + order, dtype=torch.int64, device=device), False
+    return to_device(torch.tensor([ids[i] for i in order] + order, dtype=torch.int64), device), False
 
 
 def _class_index(cat: Tensor, table: Tensor, is_lut: bool, k: int) -> Tensor:
