@@ -23,9 +23,9 @@ from peers import (
     Contender,
     Result,
     TorchOpsOnly,
-    fmt_ms,
     load_note,
     metric_state_bytes,
+    pass_totals,
     quiet,
     run_contenders,
     table_rows,
@@ -274,10 +274,5 @@ def run(quick: bool) -> str:
     ]
     if r_ours.status == "ok" and r_ours.state_bytes is not None:
         lines += ["", f"State of this package: {r_ours.state_bytes:,} bytes (fixed size, per class)."]
-    if r_ours.status == "ok" and len(r_ours.update_s) > 1:
-        spread = [
-            1e3 * (u + c) / r_ours.images for u, c in zip(r_ours.update_s, r_ours.compute_s, strict=True)
-        ]
-        lines += ["", f"This package, per-pass totals (ms/img): {', '.join(fmt_ms(s) for s in spread)}."]
-    lines += ["", load_note(load_before, load_after), "", ISSUE_NUMBERS]
+    lines += [*pass_totals(r_ours), "", load_note(load_before, load_after), "", ISSUE_NUMBERS]
     return "\n".join(lines)

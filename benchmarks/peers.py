@@ -316,6 +316,14 @@ def load_note(before: tuple[float, ...], after: tuple[float, ...]) -> str:
     )
 
 
+def pass_totals(ours: Result) -> list[str]:
+    """Lines giving this package's total per timed pass (ms/image), when it ran several."""
+    if ours.status != "ok" or len(ours.update_s) < 2:
+        return []
+    spread = [1e3 * (u + c) / ours.images for u, c in zip(ours.update_s, ours.compute_s, strict=True)]
+    return ["", f"This package, per-pass totals (ms/img): {', '.join(fmt_ms(s) for s in spread)}."]
+
+
 def fmt_ms(value: float) -> str:
     """Milliseconds with 3 significant digits."""
     return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
