@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -20,10 +19,8 @@ _DEVICES = [
     ),
 ]
 
-#: The real data folder laid beside the checkout (``../shared/data``).
-SHARED_DATA = Path(
-    os.environ.get("TORCHSEG_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
+#: The real annotation files the tests read, kept in the repository (origins in ``SOURCES.md`` there).
+REAL_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(params=_DEVICES)
@@ -33,8 +30,8 @@ def device(request: pytest.FixtureRequest) -> torch.device:
 
 
 @pytest.fixture
-def shared_data() -> Path:
-    """The ``shared/data`` folder of real annotation files; the test fails if it is missing."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"real data folder not found at {SHARED_DATA}; set TORCHSEG_SHARED_DATA")
-    return SHARED_DATA
+def real_data() -> Path:
+    """The ``tests/data`` folder of real annotation files; the test fails if it is missing."""
+    if not REAL_DATA.is_dir():
+        pytest.fail(f"real data folder not found at {REAL_DATA}: the checkout is incomplete")
+    return REAL_DATA

@@ -54,8 +54,8 @@ def _check_coco(result: dict, ev: COCOeval) -> None:
 
 
 @pytest.mark.slow
-def test_coco_segm_subprocess_equals_pycocotools(shared_data, tmp_path: Path) -> None:
-    folder = shared_data / "coco_val2014_100"
+def test_coco_segm_subprocess_equals_pycocotools(real_data, tmp_path: Path) -> None:
+    folder = real_data / "coco_val2014_100"
     gt, res = folder / "instances_val2014_100.json", folder / "instances_val2014_fakesegm100_results.json"
     out = tmp_path / "segm.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -86,8 +86,8 @@ def test_coco_segm_subprocess_equals_pycocotools(shared_data, tmp_path: Path) ->
     assert " Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.320" in proc.stdout
 
 
-def test_coco_bbox_and_shapes_in_process(shared_data, tmp_path: Path) -> None:
-    folder = shared_data / "coco_val2014_100"
+def test_coco_bbox_and_shapes_in_process(real_data, tmp_path: Path) -> None:
+    folder = real_data / "coco_val2014_100"
     gt, res = folder / "instances_val2014_100.json", folder / "instances_val2014_fakebbox100_results.json"
     out = tmp_path / "bbox.json"
     assert (
@@ -96,7 +96,7 @@ def test_coco_bbox_and_shapes_in_process(shared_data, tmp_path: Path) -> None:
     _check_coco(json.loads(out.read_text()), _cocoeval(gt, str(res), "bbox"))
     # faster_coco_eval_shapes: polygon detections; the reference turns them into RLE without bbox
     # (SOURCES.md), which is the detection-area rule --dt-area mask
-    shapes = shared_data / "faster_coco_eval_shapes"
+    shapes = real_data / "faster_coco_eval_shapes"
     dets = json.loads((shapes / "dt_dataset.json").read_text())
     converted = copy.deepcopy(dets)
     for d in converted:
@@ -111,10 +111,10 @@ def test_coco_bbox_and_shapes_in_process(shared_data, tmp_path: Path) -> None:
     assert abs(result["map"] - 0.6947194719) < 1e-10 and abs(result["map_medium"] - 0.7367986799) < 1e-10
 
 
-def test_coco_loadres_box_area_quirk_equals_pycocotools(shared_data, tmp_path: Path) -> None:
+def test_coco_loadres_box_area_quirk_equals_pycocotools(real_data, tmp_path: Path) -> None:
     """Polygon results that carry a bbox: pycocotools' loadRes takes every detection's area from its
     box (spec A.2 quirk); the default --dt-area loadres reproduces it."""
-    shapes = shared_data / "faster_coco_eval_shapes"
+    shapes = real_data / "faster_coco_eval_shapes"
     gt, dt = shapes / "gt_dataset.json", shapes / "dt_dataset.json"
     ev = _cocoeval(gt, json.loads(dt.read_text()), "segm")
     out = tmp_path / "loadres.json"
@@ -124,9 +124,9 @@ def test_coco_loadres_box_area_quirk_equals_pycocotools(shared_data, tmp_path: P
     assert result["map_medium"] != pytest.approx(0.7367986799, abs=1e-6)  # differs from the mask-area rule
 
 
-def _perturbed_prediction(shared_data, tmp_path: Path) -> tuple[Path, Path]:
+def _perturbed_prediction(real_data, tmp_path: Path) -> tuple[Path, Path]:
     """spec G's recipe: erase the first non-crowd thing segment of each image, roll +3 columns."""
-    folder = shared_data / "panopticapi_sample"
+    folder = real_data / "panopticapi_sample"
     data = json.loads((folder / "panoptic_examples.json").read_text())
     things = {c["id"] for c in data["categories"] if c["isthing"]}
     pred_dir = tmp_path / "pred"
@@ -148,17 +148,17 @@ def _perturbed_prediction(shared_data, tmp_path: Path) -> tuple[Path, Path]:
     return pred_json, pred_dir
 
 
-def test_panoptic_equals_panopticapi(shared_data, tmp_path: Path) -> None:
+def test_panoptic_equals_panopticapi(real_data, tmp_path: Path) -> None:
     from panopticapi.evaluation import pq_compute
 
-    folder = shared_data / "panopticapi_sample"
+    folder = real_data / "panopticapi_sample"
     gt_json, gt_dir = folder / "panoptic_examples.json", folder / "panoptic_examples"
     out = tmp_path / "self.json"
     assert main(["panoptic", str(gt_json), str(gt_dir), str(gt_json), str(gt_dir), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     for group, n in (("All", 8), ("Things", 4), ("Stuff", 4)):  # SOURCES.md: GT vs GT
         assert result[group] == {"pq": 1.0, "sq": 1.0, "rq": 1.0, "n": n}
-    pred_json, pred_dir = _perturbed_prediction(shared_data, tmp_path)
+    pred_json, pred_dir = _perturbed_prediction(real_data, tmp_path)
     out = tmp_path / "pert.json"
     args = [
         "panoptic",
@@ -185,11 +185,11 @@ def test_panoptic_equals_panopticapi(shared_data, tmp_path: Path) -> None:
             assert abs(ours["pq"] - stats["pq"]) < 1e-12 and abs(ours["sq"] - stats["sq"]) < 1e-12
 
 
-def _label_maps(shared_data, tmp_path: Path) -> tuple[Path, Path]:
+def _label_maps(real_data, tmp_path: Path) -> tuple[Path, Path]:
     """Category per pixel (VOID -> 255) of the panoptic sample, and of its perturbed prediction."""
-    folder = shared_data / "panopticapi_sample"
+    folder = real_data / "panopticapi_sample"
     data = json.loads((folder / "panoptic_examples.json").read_text())
-    pred_json, pred_dir = _perturbed_prediction(shared_data, tmp_path)
+    pred_json, pred_dir = _perturbed_prediction(real_data, tmp_path)
     preds = {a["file_name"]: a for a in json.loads(pred_json.read_text())["annotations"]}
     gt_out, pred_out = tmp_path / "gt_maps", tmp_path / "pred_maps"
     gt_out.mkdir(), pred_out.mkdir()
@@ -234,8 +234,8 @@ def _numpy_semantic(gt_dir: Path, pred_dir: Path, c: int, ignore: int) -> dict:
     }
 
 
-def test_semantic_equals_numpy(shared_data, tmp_path: Path) -> None:
-    gt_dir, pred_dir = _label_maps(shared_data, tmp_path)
+def test_semantic_equals_numpy(real_data, tmp_path: Path) -> None:
+    gt_dir, pred_dir = _label_maps(real_data, tmp_path)
     names = tmp_path / "names.txt"
     names.write_text("\n".join(f"class{i}" for i in range(201)))
     out = tmp_path / "sem.json"
@@ -250,7 +250,7 @@ def test_semantic_equals_numpy(shared_data, tmp_path: Path) -> None:
     assert result["class_names"][7] == "class7" and 0.5 < result["mIoU"] < 1.0
 
 
-def _coco_files(tmp_path: Path, shared_data) -> tuple[Path, Path]:
+def _coco_files(tmp_path: Path, real_data) -> tuple[Path, Path]:
     gt = {
         "images": [{"id": 1, "height": 4, "width": 5}],
         "categories": [{"id": 3, "name": "cat"}],
@@ -284,12 +284,12 @@ def _copy_json(path: Path, tmp_path: Path) -> Path:
     return out
 
 
-def test_user_errors_exit_2_with_one_line(shared_data, tmp_path: Path, capsys) -> None:
-    gt, res = _coco_files(tmp_path, shared_data)
+def test_user_errors_exit_2_with_one_line(real_data, tmp_path: Path, capsys) -> None:
+    gt, res = _coco_files(tmp_path, real_data)
     assert main(["coco", str(gt), str(res)]) == 0
     capsys.readouterr()
     (tmp_path / "cut.json").write_text(gt.read_text()[:100])
-    pan = shared_data / "panopticapi_sample"
+    pan = real_data / "panopticapi_sample"
     pan_gt, pan_dir = pan / "panoptic_examples.json", pan / "panoptic_examples"
     dup_images = _edit(gt, lambda d: d["images"].append(d["images"][0]), "dup")
     wrong_size = _edit(res, lambda d: d[0]["segmentation"].update(size=[5, 5], counts=[25]), "size")
@@ -347,8 +347,8 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def test_progress_bar_and_markdown(shared_data, tmp_path: Path, capsys) -> None:
-    gt, res = _coco_files(tmp_path, shared_data)
+def test_progress_bar_and_markdown(real_data, tmp_path: Path, capsys) -> None:
+    gt, res = _coco_files(tmp_path, real_data)
     assert main(["coco", str(gt), str(res), "--progress", "always", "--markdown", "--per-class"]) == 0
     captured = capsys.readouterr()
     assert "coco [##############################] 1/1 images" in captured.err
@@ -368,13 +368,13 @@ def test_help_exits_0(argv: list, capsys) -> None:
     assert "usage: torchseg-metrics" in capsys.readouterr().out
 
 
-def test_plots_written(shared_data, tmp_path: Path, capsys) -> None:
+def test_plots_written(real_data, tmp_path: Path, capsys) -> None:
     pytest.importorskip("matplotlib")
-    gt, res = _coco_files(tmp_path, shared_data)
+    gt, res = _coco_files(tmp_path, real_data)
     plots = tmp_path / "plots"
     plots.mkdir()
     assert main(["coco", str(gt), str(res), "--per-class", "--plots", str(plots)]) == 0
-    pan = shared_data / "panopticapi_sample"
+    pan = real_data / "panopticapi_sample"
     pan_args = [str(pan / "panoptic_examples.json"), str(pan / "panoptic_examples")] * 2
     assert main(["panoptic", *pan_args, "--plots", str(plots)]) == 0
     g, p = tmp_path / "g", tmp_path / "p"

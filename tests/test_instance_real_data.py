@@ -96,8 +96,8 @@ def _feed(
 
 
 @pytest.mark.parametrize("iou_type", ["segm", "bbox"])
-def test_coco_val2014_100(shared_data: Path, iou_type: str) -> None:
-    folder = shared_data / "coco_val2014_100"
+def test_coco_val2014_100(real_data: Path, iou_type: str) -> None:
+    folder = real_data / "coco_val2014_100"
     gt_file = folder / "instances_val2014_100.json"
     dt = json.loads((folder / f"instances_val2014_fake{iou_type}100_results.json").read_text())
     ref = _pycocotools(gt_file, dt, iou_type)
@@ -140,8 +140,8 @@ def test_coco_val2014_100(shared_data: Path, iou_type: str) -> None:
         assert abs(result["mar_100_per_class"][k].item() - ar) <= 1e-12
 
 
-def test_faster_coco_eval_shapes(shared_data: Path) -> None:
-    folder = shared_data / "faster_coco_eval_shapes"
+def test_faster_coco_eval_shapes(real_data: Path) -> None:
+    folder = real_data / "faster_coco_eval_shapes"
     gt_file = folder / "gt_dataset.json"
     gt_json = json.loads(gt_file.read_text())
     sizes = {im["id"]: (im["height"], im["width"]) for im in gt_json["images"]}

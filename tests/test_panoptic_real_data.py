@@ -24,8 +24,8 @@ from torchseg_metrics.panoptic import PanopticQuality
 PUBLISHED = {"All": (0.780473, 0.803227, 0.968636), "Things": 0.673110, "Stuff": 0.887836}
 
 
-def _load(shared_data: Path) -> tuple[dict, dict, Path]:
-    folder = shared_data / "panopticapi_sample"
+def _load(real_data: Path) -> tuple[dict, dict, Path]:
+    folder = real_data / "panopticapi_sample"
     gt_json = json.loads((folder / "panoptic_examples.json").read_text())
     categories = {c["id"]: c for c in gt_json["categories"]}
     return gt_json, categories, folder / "panoptic_examples"
@@ -69,8 +69,8 @@ def _assert_same(summary: dict, ref: dict) -> None:
         assert row["iou_sum"] == pytest.approx(iou, abs=1e-12, rel=0)
 
 
-def test_ground_truth_against_itself(shared_data):
-    gt_json, categories, gt_folder = _load(shared_data)
+def test_ground_truth_against_itself(real_data):
+    gt_json, categories, gt_folder = _load(real_data)
     things, stuffs = _things_stuffs(categories)
     # void (category 0) in the prediction is an unknown category: VOID, as panopticapi's id 0
     metric = PanopticQuality(things, stuffs, allow_unknown_preds_category=True, return_sq_and_rq=True)
@@ -85,9 +85,9 @@ def test_ground_truth_against_itself(shared_data):
     _assert_same(summary, _panopticapi(pairs, gt_folder, gt_folder, categories))
 
 
-def test_two_channel_format_predictions_score_one(shared_data):
+def test_two_channel_format_predictions_score_one(real_data):
     """The 2-channel PNGs (category, instance) are the same segmentation as the GT: PQ 1.0."""
-    gt_json, categories, gt_folder = _load(shared_data)
+    gt_json, categories, gt_folder = _load(real_data)
     metric = PanopticQuality(*_things_stuffs(categories), allow_unknown_preds_category=True)
     for ann in gt_json["annotations"]:
         target, crowd = _to_tensors(_ids(gt_folder / ann["file_name"]), ann["segments_info"])
@@ -98,8 +98,8 @@ def test_two_channel_format_predictions_score_one(shared_data):
     assert summary["All"]["n"] == 8
 
 
-def test_perturbed_prediction_matches_panopticapi_and_published_numbers(shared_data, tmp_path):
-    gt_json, categories, gt_folder = _load(shared_data)
+def test_perturbed_prediction_matches_panopticapi_and_published_numbers(real_data, tmp_path):
+    gt_json, categories, gt_folder = _load(real_data)
     things, stuffs = _things_stuffs(categories)
     metric = PanopticQuality(things, stuffs, allow_unknown_preds_category=True, return_sq_and_rq=True)
     pairs = []

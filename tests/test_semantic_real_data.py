@@ -33,8 +33,8 @@ def _label_maps(root) -> tuple[list[np.ndarray], int]:
     return maps, len(index)
 
 
-def test_real_label_maps(shared_data) -> None:
-    maps, c = _label_maps(shared_data / "panopticapi_sample")
+def test_real_label_maps(real_data) -> None:
+    maps, c = _label_maps(real_data / "panopticapi_sample")
     assert c == 133
     metric = SemanticMetrics(c, ignore_index=255, per_class=True)
     preds_all, target_all = [], []
@@ -53,8 +53,8 @@ def test_real_label_maps(shared_data) -> None:
     assert 0.5 < got["miou"].item() < 1.0  # a 3-pixel shift keeps most pixels right
 
 
-def test_real_label_maps_match_torchmetrics_on_present_classes(shared_data) -> None:
-    maps, c = _label_maps(shared_data / "panopticapi_sample")
+def test_real_label_maps_match_torchmetrics_on_present_classes(real_data) -> None:
+    maps, c = _label_maps(real_data / "panopticapi_sample")
     tm = MulticlassJaccardIndex(num_classes=c, average="none", ignore_index=255)
     ours = SemanticMetrics(c, ignore_index=255, per_class=True)
     for target in maps:

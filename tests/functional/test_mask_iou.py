@@ -309,7 +309,7 @@ def test_int8_is_rejected_off_the_cpu() -> None:
 # ---- real data -----------------------------------------------------------------------------------
 
 
-def test_real_coco_masks(shared_data) -> None:
+def test_real_coco_masks(real_data) -> None:
     """Real COCO val2014 ground truths (polygons and crowd RLE) against cocoapi's fake segm results.
 
     The reference is ``pycocotools.mask.iou`` on the original RLEs (GT polygons rasterised by
@@ -318,7 +318,7 @@ def test_real_coco_masks(shared_data) -> None:
     """
     import json
 
-    folder = shared_data / "coco_val2014_100"
+    folder = real_data / "coco_val2014_100"
     gt_json = json.loads((folder / "instances_val2014_100.json").read_text())
     results = json.loads((folder / "instances_val2014_fakesegm100_results.json").read_text())
     sizes = {im["id"]: (im["height"], im["width"]) for im in gt_json["images"]}

@@ -15,8 +15,8 @@ from pycocotools.coco import COCO
 from torchseg_metrics.io.coco import iter_coco_batches, load_coco_gt, load_coco_results
 
 
-def _subset(shared_data, n_images: int, kind: str = "segm") -> tuple[dict, list]:
-    folder = shared_data / "coco_val2014_100"
+def _subset(real_data, n_images: int, kind: str = "segm") -> tuple[dict, list]:
+    folder = real_data / "coco_val2014_100"
     gt = json.loads((folder / "instances_val2014_100.json").read_text())
     res = json.loads((folder / f"instances_val2014_fake{kind}100_results.json").read_text())
     keep = {img["id"] for img in sorted(gt["images"], key=lambda i: i["id"])[:n_images]}
@@ -34,8 +34,8 @@ def _pycoco(gt: dict, res: list) -> tuple[COCO, COCO]:
     return coco_gt, coco_dt
 
 
-def test_segm_batches_equal_pycocotools(shared_data, device: torch.device) -> None:
-    gt, res = _subset(shared_data, 20)
+def test_segm_batches_equal_pycocotools(real_data, device: torch.device) -> None:
+    gt, res = _subset(real_data, 20)
     coco_gt, coco_dt = _pycoco(gt, res)
     batches = list(iter_coco_batches(gt, res, iou_type="segm", batch_size=7, device=device))
     ids = [i for b in batches for i in b.image_ids]
@@ -63,8 +63,8 @@ def test_segm_batches_equal_pycocotools(shared_data, device: torch.device) -> No
     assert n_crowd > 0
 
 
-def test_bbox_batches_and_transposed(shared_data) -> None:
-    gt, res = _subset(shared_data, 12, "bbox")
+def test_bbox_batches_and_transposed(real_data) -> None:
+    gt, res = _subset(real_data, 12, "bbox")
     coco_gt, coco_dt = _pycoco(gt, res)
     for b in iter_coco_batches(gt, res, iou_type="bbox", batch_size=5):
         for img_id, p, t in zip(b.image_ids, b.preds, b.target, strict=True):
@@ -73,7 +73,7 @@ def test_bbox_batches_and_transposed(shared_data) -> None:
             assert t["boxes"].tolist() == [a["bbox"] for a in anns]  # xywh, as in the file
             assert p["boxes"].tolist() == [d["bbox"] for d in dets]
             assert t["boxes"].shape == (len(anns), 4) and p["boxes"].shape == (len(dets), 4)
-    gt, res = _subset(shared_data, 4)
+    gt, res = _subset(real_data, 4)
     plain = list(iter_coco_batches(gt, res, batch_size=3))
     flipped = list(iter_coco_batches(gt, res, batch_size=1, transposed=True))
     got = [p["masks"] for b in flipped for p in b.preds]
@@ -81,9 +81,9 @@ def test_bbox_batches_and_transposed(shared_data) -> None:
     assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
 
 
-def test_loadres_area_rules(shared_data) -> None:
+def test_loadres_area_rules(real_data) -> None:
     """spec A.2: the first result's bbox makes every result's area its box area (loadRes quirk)."""
-    gt, res = _subset(shared_data, 5)
+    gt, res = _subset(real_data, 5)
     boxed = copy.deepcopy(res)
     for r in boxed:
         r["bbox"] = [1.0, 2.0, 10.0 + r["score"], 20.0]
@@ -151,8 +151,8 @@ def test_malformed_inputs_raise(gt_change: dict, res: list, match: str) -> None:
         list(iter_coco_batches(gt, res))
 
 
-def test_bad_files_and_options(tmp_path, shared_data) -> None:
-    text = (shared_data / "coco_val2014_100" / "instances_val2014_100.json").read_text()
+def test_bad_files_and_options(tmp_path, real_data) -> None:
+    text = (real_data / "coco_val2014_100" / "instances_val2014_100.json").read_text()
     (tmp_path / "cut.json").write_text(text[: len(text) // 2])
     with pytest.raises(ValueError, match=r"`gt` must be a valid JSON file, got .*cut\.json.*truncated"):
         load_coco_gt(tmp_path / "cut.json")

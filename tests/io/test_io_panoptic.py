@@ -14,13 +14,13 @@ from PIL import Image
 from torchseg_metrics.io.panoptic import iter_panoptic_batches, load_panoptic_files, read_panoptic_png
 
 
-def _sample(shared_data) -> tuple[Path, Path]:
-    folder = shared_data / "panopticapi_sample"
+def _sample(real_data) -> tuple[Path, Path]:
+    folder = real_data / "panopticapi_sample"
     return folder / "panoptic_examples.json", folder / "panoptic_examples"
 
 
-def test_real_sample_matches_two_channel_pngs(shared_data, device: torch.device) -> None:
-    gt_json, gt_dir = _sample(shared_data)
+def test_real_sample_matches_two_channel_pngs(real_data, device: torch.device) -> None:
+    gt_json, gt_dir = _sample(real_data)
     files = load_panoptic_files(gt_json, gt_dir, gt_json, gt_dir)
     cats = json.loads(gt_json.read_text())["categories"]
     assert files.things == sorted(c["id"] for c in cats if c["isthing"]) and len(files.things) == 80
@@ -38,7 +38,7 @@ def test_real_sample_matches_two_channel_pngs(shared_data, device: torch.device)
     anns = json.loads(gt_json.read_text())["annotations"]
     for k, ann in enumerate(anns):
         two = np.asarray(
-            Image.open(shared_data / "panopticapi_sample" / "panoptic_examples_2ch_format" / ann["file_name"])
+            Image.open(real_data / "panopticapi_sample" / "panoptic_examples_2ch_format" / ann["file_name"])
         )
         h, w = two.shape[:2]
         ours = b.target[k].cpu().numpy()
@@ -59,15 +59,15 @@ def test_real_sample_matches_two_channel_pngs(shared_data, device: torch.device)
     assert torch.equal(same.target, b.target.cpu())
 
 
-def _copy(shared_data, tmp_path: Path) -> tuple[dict, Path]:
-    gt_json, gt_dir = _sample(shared_data)
+def _copy(real_data, tmp_path: Path) -> tuple[dict, Path]:
+    gt_json, gt_dir = _sample(real_data)
     folder = tmp_path / "png"
     shutil.copytree(gt_dir, folder)
     return json.loads(gt_json.read_text()), folder
 
 
-def test_errors_name_the_problem(shared_data, tmp_path: Path) -> None:
-    data, folder = _copy(shared_data, tmp_path)
+def test_errors_name_the_problem(real_data, tmp_path: Path) -> None:
+    data, folder = _copy(real_data, tmp_path)
 
     def run(gt: dict, pred: dict, **kw: object) -> None:
         list(iter_panoptic_batches(load_panoptic_files(gt, folder, pred, folder), **kw))  # type: ignore[arg-type]

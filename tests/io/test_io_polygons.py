@@ -17,12 +17,12 @@ def _reference(polys: list, h: int, w: int) -> np.ndarray:
     return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, h, w)))
 
 
-def test_every_polygon_of_the_real_data(shared_data) -> None:
+def test_every_polygon_of_the_real_data(real_data) -> None:
     """All 830 polygon annotations of coco_val2014_100 and every polygon of faster_coco_eval_shapes."""
     segms, heights, widths = [], [], []
     files = [
-        shared_data / "coco_val2014_100" / "instances_val2014_100.json",
-        shared_data / "faster_coco_eval_shapes" / "gt_dataset.json",
+        real_data / "coco_val2014_100" / "instances_val2014_100.json",
+        real_data / "faster_coco_eval_shapes" / "gt_dataset.json",
     ]
     for path in files:
         data = json.loads(path.read_text())
@@ -32,7 +32,7 @@ def test_every_polygon_of_the_real_data(shared_data) -> None:
                 segms.append(ann["segmentation"])
                 heights.append(images[ann["image_id"]]["height"])
                 widths.append(images[ann["image_id"]]["width"])
-    dets = json.loads((shared_data / "faster_coco_eval_shapes" / "dt_dataset.json").read_text())
+    dets = json.loads((real_data / "faster_coco_eval_shapes" / "dt_dataset.json").read_text())
     segms += [d["segmentation"] for d in dets]
     heights += [256] * len(dets)
     widths += [256] * len(dets)

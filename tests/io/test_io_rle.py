@@ -58,9 +58,9 @@ def test_encode_decode_match_pycocotools(seed: int, device: torch.device) -> Non
             assert torch.equal(got.cpu(), torch.from_numpy(want))
 
 
-def test_decode_real_results_and_crowd_gt(shared_data) -> None:
+def test_decode_real_results_and_crowd_gt(real_data) -> None:
     """Every compressed RLE of the real segm results and every uncompressed crowd RLE of the GT."""
-    folder = shared_data / "coco_val2014_100"
+    folder = real_data / "coco_val2014_100"
     results = json.loads((folder / "instances_val2014_fakesegm100_results.json").read_text())
     gt = json.loads((folder / "instances_val2014_100.json").read_text())
     crowd = [a["segmentation"] for a in gt["annotations"] if isinstance(a["segmentation"], dict)]

@@ -22,8 +22,8 @@ from torchseg_metrics.reporting.tables import (
 )
 
 
-def test_coco_summary_equals_cocoeval_printout(shared_data) -> None:
-    folder = shared_data / "faster_coco_eval_shapes"
+def test_coco_summary_equals_cocoeval_printout(real_data) -> None:
+    folder = real_data / "faster_coco_eval_shapes"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         gt = COCO(str(folder / "gt_dataset.json"))
@@ -47,10 +47,10 @@ def test_coco_summary_markdown_and_errors() -> None:
         coco_summary([0.0] * 3)
 
 
-def test_panoptic_table_equals_panopticapi_printout(shared_data, tmp_path: Path) -> None:
+def test_panoptic_table_equals_panopticapi_printout(real_data, tmp_path: Path) -> None:
     from panopticapi.evaluation import pq_compute
 
-    folder = shared_data / "panopticapi_sample"
+    folder = real_data / "panopticapi_sample"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         results = pq_compute(
