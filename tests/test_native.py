@@ -46,7 +46,7 @@ def test_a_failed_build_falls_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     """No compiler (or any build error): the kernels report unavailable, the metrics use torch ops."""
     monkeypatch.setattr(_native, "_state", {})
     monkeypatch.setenv("TORCHSEG_METRICS_CACHE", str(tmp_path / "cache"))  # nothing built there yet
-    monkeypatch.setattr(_native, "_compiler", lambda: None)
+    monkeypatch.setattr(_native.cache, "compiler", lambda: None)
     assert not _native.available()
     assert _native.status() == (
         "unavailable (RuntimeError: no C compiler found (set CC)): the torch-op twins run"

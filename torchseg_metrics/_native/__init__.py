@@ -6,9 +6,9 @@ float scores over their class planes, the panoptic run records (comparisons with
 then gathers) and the mask pixel counts of the instance matching (a GEMM over every pixel, where
 bounding boxes confine the work). ``kernels.c`` holds those loops. At
 first use it is compiled with the system C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``;
-``-O3 -shared -fPIC``, about two seconds) into a cache folder (``$TORCHSEG_METRICS_CACHE``, else
-``$XDG_CACHE_HOME/torchseg_metrics`` or ``~/.cache/torchseg_metrics``, else the temporary folder),
-keyed by a hash of the source and flags, and loaded with ``ctypes``. A large call is split into
+``-O3 -shared -fPIC``, about two seconds) into a private per-user cache folder and loaded with
+``ctypes`` (:mod:`.cache`: ownership and mode checks, the compiler in the key, one build across
+processes). A large call is split into
 independent parts (groups of images, pixel ranges) run on ``torch.get_num_threads()`` threads,
 as torch's own CPU operations are (ctypes releases the GIL while a kernel runs).
 
@@ -21,22 +21,17 @@ either way, and nothing here touches a GPU.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import itertools
 import os
-import platform
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TypeVar
 
 import torch
 from torch import Tensor
+
+from . import cache
 
 __all__ = [
     "available",
@@ -48,8 +43,6 @@ __all__ = [
     "status",
 ]
 
-_SOURCE = Path(__file__).with_name("kernels.c")
-_FLAGS = ("-O3", "-shared", "-fPIC")
 _DTYPE_NAMES = {
     torch.uint8: "u8",
     torch.int8: "i8",
@@ -66,51 +59,6 @@ _state: dict[str, object] = {}  # "lib": the loaded library or None after a fail
 
 def _enabled() -> bool:
     return os.environ.get("TORCHSEG_METRICS_NATIVE", "1").strip().lower() not in ("0", "false", "off", "no")
-
-
-def _cache_dir() -> Path:
-    explicit = os.environ.get("TORCHSEG_METRICS_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "torchseg_metrics"
-
-
-def _compiler() -> str | None:
-    return os.environ.get("CC") or next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
-
-
-def _build() -> ctypes.CDLL:
-    """Compile (unless cached) and load the library; raises on any failure."""
-    source = _SOURCE.read_bytes()
-    key = hashlib.sha256(
-        source + " ".join(_FLAGS).encode() + platform.machine().encode() + sys.platform.encode()
-    )
-    name = f"kernels-{key.hexdigest()[:16]}.so"
-    for folder in (_cache_dir(), Path(tempfile.gettempdir()) / "torchseg_metrics"):
-        target = folder / name
-        if target.exists():
-            return ctypes.CDLL(str(target))
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        compiler = _compiler()
-        if compiler is None:
-            raise RuntimeError("no C compiler found (set CC)")
-        # a private name, then an atomic rename: concurrent processes never load a partial file
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
-        os.close(fd)
-        try:
-            subprocess.run(
-                [compiler, *_FLAGS, "-o", tmp, str(_SOURCE)], check=True, capture_output=True, timeout=300
-            )
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return ctypes.CDLL(str(target))
-    raise RuntimeError("no writable cache folder")
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -138,7 +86,7 @@ def _library() -> ctypes.CDLL | None:
         with _lock:
             if "lib" not in _state:
                 try:
-                    lib = _build()
+                    lib = cache.load_library()
                     _declare(lib)
                     _state["lib"] = lib
                 except Exception as exc:  # no compiler, a failed build or load: the torch ops run
@@ -202,6 +150,13 @@ def _ranges(items: int, work_per_item: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
+def _require(ok: bool, what: str) -> None:
+    """A kernel precondition: the C loops read exactly these extents, so a call that breaks one raises
+    instead of reading past a tensor's end."""
+    if not ok:
+        raise ValueError(f"torchseg_metrics native kernel: {what}")
+
+
 def _usable(*tensors: Tensor) -> bool:
     return all(x.device.type == "cpu" and x.is_contiguous() and x.dtype in _DTYPE_NAMES for x in tensors)
 
@@ -216,8 +171,17 @@ def confusion_counts(
     inside ``[0, C)``, which keeps its row). Columns: ``0..C-1`` the predicted class, ``C`` outside.
     ``target`` and ``preds``: contiguous CPU integer tensors of equal size, ``images`` equal parts.
     """
+    _require(
+        target.numel() == preds.numel(),
+        f"`target` and `preds` must hold as many pixels, got {target.numel()} and {preds.numel()}",
+    )
+    _require(
+        (images >= 1 and target.numel() % images == 0) or target.numel() == 0,
+        f"`images` must divide the {target.numel()} pixels into equal parts, got {images}",
+    )
+    _require(num_classes >= 1, f"`num_classes` must be at least 1, got {num_classes}")
     lib = _library()
-    if lib is None or not _usable(target, preds) or target.numel() != preds.numel():
+    if lib is None or not _usable(target, preds):
         return None
     c = num_classes
     has_ignore = ignore is not None and -(2**63) <= ignore < 2**63
@@ -256,6 +220,18 @@ def run_records(
     ``per_image`` pixels) starts a run. Returns int64 ``(idx, t_cat, t_inst, p_cat, p_inst)`` and
     the bool crowd flags (None without ``crowd``), one entry per run.
     """
+    _require(
+        preds.ndim == 2 and preds.shape[1] == 2 and preds.shape == target.shape,
+        f"`preds` and `target` must both be (P, 2), got {tuple(preds.shape)} and {tuple(target.shape)}",
+    )
+    _require(
+        crowd is None or tuple(crowd.shape) == (preds.shape[0],),
+        f"`crowd` must be ({preds.shape[0]},), got {tuple(crowd.shape) if crowd is not None else None}",
+    )
+    _require(
+        (per_image >= 1 and preds.shape[0] % per_image == 0) or preds.shape[0] == 0,
+        f"`per_image` must divide the {preds.shape[0]} pixels into whole images, got {per_image}",
+    )
     lib = _library()
     if lib is None or not _usable(preds, target) or preds.dtype != target.dtype:
         return None
@@ -278,9 +254,18 @@ def run_records(
             cols = torch.empty(4, cap, dtype=torch.int64)
             flags = torch.empty(cap, dtype=torch.bool)
             n = fn(
-                preds.data_ptr(), target.data_ptr(), crowd_ptr, start, stop, per_image, cap,
-                idx.data_ptr(), cols.data_ptr(), flags.data_ptr(), ctypes.byref(nxt),
-            )  # fmt: skip
+                preds.data_ptr(),
+                target.data_ptr(),
+                crowd_ptr,
+                start,
+                stop,
+                per_image,
+                cap,
+                idx.data_ptr(),
+                cols.data_ptr(),
+                flags.data_ptr(),
+                ctypes.byref(nxt),
+            )
             found.append((idx[:n], cols[:, :n], flags[:n]))
             start, cap = nxt.value, min(stop - nxt.value, 2 * cap)
         return found
