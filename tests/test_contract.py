@@ -103,7 +103,7 @@ def _multilabel(cls: type, seed: int, **kwargs: Any) -> Callable[[], Case]:
         gen = torch.Generator().manual_seed(seed)
         target = torch.rand(sum(SIZES), 3, 10, 12, generator=gen) > 0.6
         preds = (
-            target.double() * 0.6 + torch.rand(target.shape, generator=gen, dtype=torch.float64) * 0.5
+            target.double() * 0.6 + torch.rand(target.shape, generator=gen, dtype=torch.float64) * 0.4
         ).float()
         partner = MultilabelDiceScore if cls is MultilabelMeanIoU else MultilabelMeanIoU
         return Case(

@@ -341,13 +341,13 @@ def _bad_inputs():
         [{**good_p, "scores": torch.tensor([0.5, float("nan")])}],
         [good_t],
         ValueError,
-        r"`preds\[0\]\['scores'\]` must be free of NaN",
+        r"`preds\[0\]\['scores'\]` must be finite \(no NaN or inf\), got 1 invalid value\(s\), the first nan",
     )
     yield (
         [good_p],
         [{**good_t, "labels": torch.tensor([-1])}],
         ValueError,
-        r"`target\[0\]\['labels'\]` must be non-negative",
+        r"`target\[0\]\['labels'\]` must be non-negative class ids, got 1 invalid value\(s\), the first -1",
     )
     yield (
         [{**good_p, "labels": torch.tensor([0])}],
@@ -403,7 +403,7 @@ def test_value_errors_deferred_to_compute() -> None:
     # off the CPU, NaN scores and negative labels are recorded without a sync and raised by compute()
     preds, target = random_scene(torch.Generator().manual_seed(15), num_images=3, empty_p=0.0)
     for field, index, match in (
-        ("scores", 2, r"`preds\[3\]\['scores'\]` must be free of NaN"),
+        ("scores", 2, r"`preds\[3\]\['scores'\]` must be finite"),
         ("labels", 1, "non-negative"),
     ):
         metric = MeanAveragePrecision(iou_type="segm")
@@ -416,6 +416,94 @@ def test_value_errors_deferred_to_compute() -> None:
         metric.update(bad, target)  # images 1, 2, 3 of the metric; the bad one is image index + 1
         with pytest.raises(ValueError, match=match.replace("3", str(index + 1))):
             metric.compute()
+
+
+_BBOX_VALUE_CASES = [
+    # (side, key, value planted at [0], expected message); side 0 = preds, 1 = target
+    (
+        0,
+        "boxes",
+        float("inf"),
+        r"`{side}\[{i}\]\['boxes'\]` must be finite box coordinates \(no NaN or inf\)",
+    ),
+    (
+        1,
+        "boxes",
+        float("-inf"),
+        r"`{side}\[{i}\]\['boxes'\]` must be finite box coordinates \(no NaN or inf\)",
+    ),
+    (
+        1,
+        "boxes",
+        float("nan"),
+        r"`{side}\[{i}\]\['boxes'\]` must be finite box coordinates \(no NaN or inf\)",
+    ),
+    (0, "scores", float("inf"), r"`{side}\[{i}\]\['scores'\]` must be finite \(no NaN or inf\)"),
+    (0, "area", float("nan"), r"`{side}\[{i}\]\['area'\]` must be finite, non-negative areas"),
+    (1, "area", -4.0, r"`{side}\[{i}\]\['area'\]` must be finite, non-negative areas"),
+    (1, "area", float("inf"), r"`{side}\[{i}\]\['area'\]` must be finite, non-negative areas"),
+]
+
+
+def _plant(scene, index: int, key: str, value: float):
+    """A copy of ``scene`` with ``value`` written into the first element of image ``index``'s ``key``."""
+    out = [dict(d) for d in scene]
+    if key == "area" and key not in out[index]:
+        out[index][key] = torch.full((out[index]["labels"].shape[0],), 50.0)
+    field = out[index][key].clone()
+    field.view(-1)[0] = value
+    out[index][key] = field
+    return out
+
+
+@pytest.mark.parametrize(("side", "key", "value", "match"), _BBOX_VALUE_CASES)
+def test_non_finite_boxes_scores_and_bad_areas(side, key, value, match) -> None:
+    # bbox inputs: NaN/inf coordinates, infinite scores and NaN/inf/negative areas are refused, on
+    # the host at once with the state unchanged, off the CPU (no sync) by compute(), by image index
+    preds, target = random_scene(
+        torch.Generator().manual_seed(21), num_images=3, with_boxes=True, empty_p=0.0
+    )
+    preds = [{k: v for k, v in p.items() if k != "masks"} for p in preds]
+    target = [{k: v for k, v in t.items() if k != "masks"} for t in target]
+    scenes = [preds, target]
+    scenes[side] = _plant(scenes[side], 2, key, value)
+    name = ("preds", "target")[side]
+    metric = MeanAveragePrecision(iou_type="bbox")
+    metric.update(preds[:1], target[:1])
+    before = _state(metric)
+    with pytest.raises(ValueError, match=match.format(side=name, i=2) + ", got 1 invalid value"):
+        metric.update(*scenes)
+    after = _state(metric)
+    assert all(
+        [torch.equal(a, b) for a, b in zip(before[k], after[k], strict=True)]
+        if isinstance(before[k], list)
+        else torch.equal(before[k], after[k])
+        for k in before
+    )
+    deferred = MeanAveragePrecision(iou_type="bbox")
+    deferred._read_values_on_host = False  # what update() does for CUDA tensors
+    deferred.update(preds[:1], target[:1])
+    deferred.update(*scenes)  # images 1, 2, 3 of the metric: the bad one is image 3
+    with pytest.raises(ValueError, match=match.format(side=name, i=3)):
+        deferred.compute()
+
+
+def test_value_checks_pass_valid_extremes() -> None:
+    # zero areas, empty boxes, very large finite coordinates and equal scores are all valid inputs
+    preds = [
+        {"boxes": torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 3e38, 3e38]]),
+         "scores": torch.tensor([1.0, 1.0]), "labels": torch.tensor([0, 0]), "area": torch.tensor([0.0, 5.0])}
+    ]  # fmt: skip
+    target = [
+        {
+            "boxes": torch.tensor([[0.0, 0.0, 3e38, 3e38]]),
+            "labels": torch.tensor([0]),
+            "area": torch.tensor([5.0]),
+        }
+    ]
+    metric = MeanAveragePrecision(iou_type="bbox")
+    metric.update(preds, target)
+    assert metric.compute()["map_50"].item() > 0
 
 
 @pytest.mark.parametrize("seed", [16, 17])

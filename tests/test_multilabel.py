@@ -90,6 +90,22 @@ def test_bad_values_and_shapes() -> None:
     nan[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="`preds` must be binary"):
         metric.update(nan, ok)
+    # negative integers are invalid, not clipped to 0 (a clamp once hid them)
+    with pytest.raises(ValueError, match=r"`target` must be binary \(bool or 0/1\), got 2 values outside"):
+        metric.update(ok, torch.tensor([[[0, -1, 0], [-128, 0, 0]]], dtype=torch.int8))
+    with pytest.raises(ValueError, match=r"`preds` must be binary .*, got 1 invalid values"):
+        metric.update(torch.tensor([[[0, -3, 0], [1, 0, 0]]]), ok)
+    # probabilities outside [0, 1] (logits passed by mistake) and infinities are invalid
+    for bad in (1.5, -0.25, float("inf"), float("-inf")):
+        logits = torch.zeros(1, 2, 3)
+        logits[0, 1, 2] = bad
+        with pytest.raises(ValueError, match=r"probabilities in \[0, 1\] \(apply a sigmoid to logits\)"):
+            metric.update(logits, ok)
     assert torch.equal(metric.counts, before)
+    # the edges are valid probabilities, and uint8 0/1 are valid labels
+    metric.update(
+        torch.tensor([[[0.0, 1.0, 0.5], [1.0, 0.0, 0.0]]]),
+        torch.tensor([[[0, 1, 0], [1, 0, 0]]], dtype=torch.uint8),
+    )
     with pytest.raises(ValueError, match="`threshold` must be a float in"):
         MultilabelDiceScore(2, threshold=2.0)

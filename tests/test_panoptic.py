@@ -14,6 +14,7 @@ from torchmetrics.detection import ModifiedPanopticQuality as TMModifiedPQ
 from torchmetrics.detection import PanopticQuality as TMPanopticQuality
 from torchmetrics.utilities.data import dim_zero_sum
 
+from torchseg_metrics.functional.panoptic import panoptic_quality
 from torchseg_metrics.panoptic import ModifiedPanopticQuality, PanopticQuality
 
 
@@ -167,6 +168,7 @@ P = torch.ones(1, 3, 4, 2, dtype=torch.int64)
         ((P * -1, P), ValueError),  # negative ids, checked on the host for CPU tensors
         ((P, P + 2**31), ValueError),  # ids above 2**31 - 1
         ((P * 5, P), ValueError),  # unknown prediction category
+        ((P, P * 5), ValueError),  # unknown target category (neither void 0 nor void 3)
     ],
 )
 def test_failed_update_leaves_state_unchanged(args, error):
@@ -187,7 +189,7 @@ def test_deferred_value_checks_raise_at_compute():
     metric._validate_on_host = False
     metric.update(P * 5, P)  # unknown prediction category: no error yet
     metric.update(P * -1, P)
-    assert metric.bad_values.tolist() == [12, 0, 12]
+    assert metric.bad_values.tolist() == [12, 0, 12, 0]
     with pytest.raises(ValueError, match=r"`preds` must be ids .*, got 12 pixels outside that range"):
         metric.compute()
     with pytest.raises(ValueError, match="`preds` must be ids"):
@@ -195,6 +197,58 @@ def test_deferred_value_checks_raise_at_compute():
     metric.reset()
     metric.update(P, P)
     assert metric.compute().item() == 1.0
+
+
+def test_unknown_target_category_is_an_error_unless_allowed(tmp_path):
+    """Target void is category 0 (when 0 is no category) or 1 + max id; any other unknown target
+    category raises (a typo in ``stuffs`` would silently void a class), as torchmetrics does not:
+    ``compat="torchmetrics"`` and ``allow_unknown_target_category=True`` make it void instead."""
+    p, t, c = _scene(61, batch=3)
+    assert PanopticQuality(THINGS, STUFFS).void_categories == (0, max(THINGS | STUFFS) + 1)
+    kw = {"allow_unknown_preds_category": True}
+    strange = t.clone()
+    strange[0, :3, :5, 0] = 55  # neither a category nor a void id
+    metric = PanopticQuality(THINGS, STUFFS, **kw)
+    metric.update(p, t, c)
+    before = _states(metric)
+    message = (
+        r"`target` must be categories in `things`, `stuffs` or the void category \(0 or \d+\) "
+        r"\(or pass allow_unknown_target_category=True.*got 15 pixels of unknown"
+    )
+    with pytest.raises(ValueError, match=message):
+        metric.update(p, strange, c)
+    assert all(torch.equal(before[k], after) for k, after in _states(metric).items())
+    with pytest.raises(ValueError, match="allow_unknown_target_category"):
+        panoptic_quality(p, strange, THINGS, STUFFS, target_crowd=c, **kw)
+    # allowed: the unknown category is void, exactly as the void ids 0 and 1 + max (panopticapi's VOID)
+    as_zero, as_top = t.clone(), t.clone()
+    as_zero[0, :3, :5] = 0
+    as_top[0, :3, :5] = torch.tensor([max(THINGS | STUFFS) + 1, 0])
+    allowed = PanopticQuality(THINGS, STUFFS, allow_unknown_target_category=True, return_sq_and_rq=True, **kw)
+    got = allowed(p, strange, c)
+    ref = panopticapi_pq(p.numpy(), as_zero.numpy(), THINGS, STUFFS, tmp_path, c.numpy())
+    torch.testing.assert_close(
+        got, torch.tensor([ref["All"][k] for k in ("pq", "sq", "rq")]), atol=1e-12, rtol=0
+    )
+    for void in (as_zero, as_top):
+        assert torch.equal(PanopticQuality(THINGS, STUFFS, return_sq_and_rq=True, **kw)(p, void, c), got)
+    # torchmetrics maps unknown target categories to void: so does compat="torchmetrics" by default
+    for cls, ref_cls in ((PanopticQuality, TMPanopticQuality), (ModifiedPanopticQuality, TMModifiedPQ)):
+        ours = cls(THINGS, STUFFS, compat="torchmetrics", **kw)(p, strange)
+        torch.testing.assert_close(ours, ref_cls(THINGS, STUFFS, **kw)(p, strange), atol=1e-12, rtol=0)
+    # with 0 a category, only 1 + max is void; category 0 pixels are a real class
+    assert PanopticQuality(things={0, 1}, stuffs={6}).void_categories == (7,)
+    with pytest.raises(ValueError, match=r"void category \(7\)"):
+        PanopticQuality(things={0, 1}, stuffs={6}).update(P, P * 5)
+    # off the CPU: counted without a sync, raised by compute()
+    deferred = PanopticQuality(things={1}, stuffs={2})
+    deferred._validate_on_host = False
+    deferred.update(P, P * 5)
+    assert deferred.bad_values.tolist() == [0, 0, 0, 12]
+    with pytest.raises(
+        ValueError, match=r"`target` must be categories .* got 12 pixels of unknown categories"
+    ):
+        deferred.compute()
 
 
 @pytest.mark.parametrize(
@@ -205,6 +259,7 @@ def test_deferred_value_checks_raise_at_compute():
         ({"things": {True}, "stuffs": {2}}, TypeError, "`things` must be a collection of integer"),
         ({"compat": "panoptic"}, ValueError, "Did you mean 'panopticapi'"),
         ({"return_per_class": 1}, TypeError, "`return_per_class` must be a bool"),
+        ({"allow_unknown_target_category": 1}, TypeError, "`allow_unknown_target_category` must be a bool"),
     ],
 )
 def test_constructor_errors(kwargs, error, match):

@@ -11,7 +11,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from torchseg_metrics._checks import check_bool, check_choice, fail
+from torchseg_metrics._checks import Found, check_bool, check_choice, fail
 from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics._transfer import to_device
 from torchseg_metrics.functional.box_iou import BOX_FORMATS
@@ -34,7 +34,13 @@ from torchseg_metrics.functional.coco_params import (
     max_detections_tuple,
     thresholds_tensor,
 )
-from torchseg_metrics.instance_inputs import _assemble_batch, _check_instance_inputs
+from torchseg_metrics.instance_inputs import (
+    VALUE_CHECKS,
+    _assemble_batch,
+    _check_instance_inputs,
+    _item,
+    _raise_for_invalid,
+)
 
 _NO_IMAGE = 2**62  # "no offending image" in the min-reduced value-check states
 _STAT_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
@@ -102,8 +108,9 @@ class MeanAveragePrecision(Metric):
     Raises:
         ValueError: for an unknown option (with a "did you mean" hint), thresholds outside [0, 1] or
             not three max detections; in ``update()`` for empty or unequal lists, missing keys, bad
-            shapes or image sizes, NaN scores or negative labels (naming the image index and key; for
-            tensors off the CPU, NaN scores and negative labels are reported by ``compute()``).
+            shapes or image sizes, non-finite (NaN or inf) scores, boxes or areas, negative labels or
+            areas (naming the image index and key; for tensors off the CPU, the value problems are
+            reported by ``compute()``, without a sync in ``update()``).
         TypeError: for arguments or tensors of the wrong type or dtype.
 
     Example:
@@ -118,7 +125,7 @@ class MeanAveragePrecision(Metric):
     """
 
     is_differentiable: ClassVar[bool] = False
-    #: Read values (NaN scores, negative labels) in ``update()``; ``None``: only for CPU inputs.
+    #: Read the value checks in ``update()``; ``None``: only for CPU inputs (else ``compute()`` raises).
     _read_values_on_host: bool | None = None
     higher_is_better: ClassVar[bool] = True
     full_state_update: ClassVar[bool] = False
@@ -185,8 +192,9 @@ class MeanAveragePrecision(Metric):
         # the matching parameters, so that MetricCollection never merges metrics that match differently
         config = [*self.iou_thresholds, self.max_detection_thresholds[-1], float(average == "micro")]
         add_config_state(self, config)
-        self.add_state("nan_score_image", default=torch.tensor(_NO_IMAGE), dist_reduce_fx="min")
-        self.add_state("negative_label_image", default=torch.tensor(_NO_IMAGE), dist_reduce_fx="min")
+        # per value check (instance_inputs.VALUE_CHECKS), the first offending image seen off the CPU
+        no_image = torch.full((len(VALUE_CHECKS),), _NO_IMAGE)
+        self.add_state("first_invalid_image", default=no_image, dist_reduce_fx="min")
 
     def update(self, preds: Sequence[Mapping[str, Tensor]], target: Sequence[Mapping[str, Tensor]]) -> None:
         """Match one batch of images and append its records (see the class docstring for inputs).
@@ -194,9 +202,14 @@ class MeanAveragePrecision(Metric):
         Raises:
             ValueError, TypeError: as listed in the class docstring; the state is then unchanged.
         """
-        _check_instance_inputs(preds, target, self.iou_type, read_values=self._read_values_on_host)
+        _check_instance_inputs(preds, target, self.iou_type)
         batch = _assemble_batch(preds, target, self.iou_type, self.box_format, pool_labels=False)
         device = batch.ious.device
+        host_checked = (
+            device.type == "cpu" if self._read_values_on_host is None else self._read_values_on_host
+        )
+        if host_checked:  # host data: the value checks are read now, before the state changes
+            _raise_for_invalid(batch.invalid, preds, target)
         b, d = batch.det_scores.shape
         g = batch.gt_labels.shape[1]
         thr, area_rng = self._iou_thr.to(device), self._area_rng.to(device)
@@ -245,21 +258,10 @@ class MeanAveragePrecision(Metric):
             # host-known counts: a small asynchronous host-to-device copy, only with extended_summary
             counts = torch.tensor([batch.num_dets, batch.num_gts]).T.contiguous()
             new["ext_counts"] = to_device(counts, device)
-        host_checked = (
-            device.type == "cpu" if self._read_values_on_host is None else self._read_values_on_host
-        )
         if not host_checked:  # value checks without a sync: remember the first offending image
             image = self.num_images + torch.arange(b, device=device)
-            nan = (torch.isnan(batch.det_scores) & batch.det_valid).any(1)
-            neg = ((batch.det_labels < 0) & batch.det_valid).any(1) | (
-                (batch.gt_labels < 0) & batch.gt_valid
-            ).any(1)
-            self.nan_score_image = torch.minimum(
-                self.nan_score_image, torch.where(nan, image, _NO_IMAGE).min()
-            )
-            self.negative_label_image = torch.minimum(
-                self.negative_label_image, torch.where(neg, image, _NO_IMAGE).min()
-            )
+            first = torch.where(batch.invalid, image[:, None], _NO_IMAGE).amin(0)
+            self.first_invalid_image = torch.minimum(self.first_invalid_image, first)
         for name, value in new.items():
             getattr(self, name).append(value)
         self.num_images = self.num_images + b  # out of place: states may be shared under ddp_spawn
@@ -309,21 +311,18 @@ class MeanAveragePrecision(Metric):
         """The torchmetrics result dict, as float64 tensors (``classes`` int32).
 
         Raises:
-            ValueError: if an image seen off the CPU had NaN scores or negative labels.
+            ValueError: if an image seen off the CPU failed a value check (non-finite scores, boxes or
+                areas, negative labels or areas), naming the first such image and field.
         """
-        checks = (
-            ("nan_score_image", "preds[{}]['scores']", "free of NaN", "NaN values"),
-            (
-                "negative_label_image",
-                "preds[{}]['labels'] and target[{}]['labels']",
-                "non-negative",
-                "negative values",
-            ),
-        )
-        for state, name, expectation, found in checks:
-            image = int(getattr(self, state))
-            if image != _NO_IMAGE:  # the image index counts every image given to update() (all ranks)
-                fail(name.format(image, image), f"{expectation} (image index over all update() calls)", found)
+        first = self.first_invalid_image
+        image = int(first.min())
+        if image != _NO_IMAGE:  # the image index counts every image given to update() (all ranks)
+            rule = VALUE_CHECKS[int(first.argmin())]  # the first check failed by that image
+            fail(
+                _item(rule.kind, image, rule.key),
+                f"{rule.expectation} (image index over all update() calls)",
+                Found("invalid values"),
+            )
         md = self.max_detection_thresholds
         arrays, classes = self._arrays(per_class=False)
         stats = coco_summary_from_arrays(

@@ -1,14 +1,16 @@
 """Input checks and batch assembly for :class:`torchseg_metrics.instance.MeanAveragePrecision`.
 
-Inputs are torchmetrics' lists of per-image dicts. Checks read only metadata (types, dtypes,
-shapes, devices), except the value checks (NaN scores, negative labels) which read values only
-when the tensors live on the CPU, where that costs no synchronisation; on other devices the metric
-records them in states and raises in ``compute()``.
+Inputs are torchmetrics' lists of per-image dicts. :func:`_check_instance_inputs` reads only
+metadata (types, dtypes, shapes, devices). The value checks (:data:`VALUE_CHECKS`: finite scores,
+boxes and areas, non-negative labels and areas) are computed on the device by
+:func:`_assemble_batch` as one ``(images, checks)`` flag tensor; the metric reads it at once for
+CPU inputs, where that costs no synchronisation, and on other devices keeps the first offending
+image per check in a state and raises in ``compute()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -37,8 +39,72 @@ class InstanceBatch(NamedTuple):
     gt_valid: Tensor  # (B, G) bool
     gt_crowd: Tensor  # (B, G) bool
     gt_area: Tensor  # (B, G) float64
+    invalid: Tensor  # (B, len(VALUE_CHECKS)) bool: image b fails check k
     num_dets: list[int]
     num_gts: list[int]
+
+
+def _non_finite(x: Tensor) -> Tensor:
+    return ~torch.isfinite(x)
+
+
+def _negative(x: Tensor) -> Tensor:
+    return x < 0
+
+
+def _not_an_area(x: Tensor) -> Tensor:
+    return ~torch.isfinite(x) | (x < 0)
+
+
+class ValueCheck(NamedTuple):
+    """A rule on the values of one input field; ``bad`` marks the offending elements."""
+
+    kind: str  # "preds" or "target"
+    key: str
+    expectation: str
+    bad: Callable[[Tensor], Tensor]
+
+
+#: The value rules, in the order their failures are reported (image first, then this order).
+VALUE_CHECKS = (
+    ValueCheck("preds", "scores", "finite (no NaN or inf)", _non_finite),
+    ValueCheck("preds", "labels", "non-negative class ids", _negative),
+    ValueCheck("target", "labels", "non-negative class ids", _negative),
+    ValueCheck("preds", "boxes", "finite box coordinates (no NaN or inf)", _non_finite),
+    ValueCheck("target", "boxes", "finite box coordinates (no NaN or inf)", _non_finite),
+    ValueCheck("preds", "area", "finite, non-negative areas", _not_an_area),
+    ValueCheck("target", "area", "finite, non-negative areas", _not_an_area),
+)
+
+
+def _raise_for_invalid(
+    invalid: Tensor, preds: Sequence[Mapping[str, Tensor]], target: Sequence[Mapping[str, Tensor]]
+) -> None:
+    """Raise for the first (image, check) flagged in ``invalid``, describing the offending values.
+
+    Reads ``invalid`` (and on failure the offending tensor) to the host: callers use it for CPU
+    tensors only, where that costs no synchronisation.
+    """
+    if not bool(invalid.any()):
+        return
+    first = int(invalid.flatten().to(torch.uint8).argmax())  # image-major, as VALUE_CHECKS orders
+    image, check = divmod(first, len(VALUE_CHECKS))
+    rule = VALUE_CHECKS[check]
+    values = (preds if rule.kind == "preds" else target)[image][rule.key]
+    bad = values[rule.bad(values)]
+    found = f"{bad.numel()} invalid value(s), the first {bad[0].item()!r}"
+    fail(_item(rule.kind, image, rule.key), rule.expectation, Found(found))
+
+
+def _invalid_flags(fields: Mapping[tuple[str, str], Tensor], b: int, device: torch.device) -> Tensor:
+    """``(b, len(VALUE_CHECKS))`` flags from padded per-image fields (padding is always valid)."""
+    columns = [
+        rule.bad(fields[rule.kind, rule.key]).reshape(b, -1).any(1)
+        if (rule.kind, rule.key) in fields
+        else torch.zeros(b, dtype=torch.bool, device=device)
+        for rule in VALUE_CHECKS
+    ]
+    return torch.stack(columns, 1)
 
 
 def _item(kind: str, i: int, key: str) -> str:
@@ -58,18 +124,13 @@ def _check_1d(name: str, value: Tensor, length: int | None, what: str) -> None:
         fail(name, f"a 1-d tensor of {what} of shape ({n},)", Found(f"shape {tuple(value.shape)}"))
 
 
-def _check_instance_inputs(
-    preds: object, target: object, iou_type: str, read_values: bool | None = None
-) -> list[Tensor]:
-    """Check ``preds`` and ``target`` (metadata, plus values of CPU tensors); return every tensor seen.
-
-    ``read_values`` (default: whether the tensors live on the CPU) also checks for NaN scores and
-    negative labels, which reads values.
+def _check_instance_inputs(preds: object, target: object, iou_type: str) -> list[Tensor]:
+    """Check the metadata of ``preds`` and ``target`` (never their values); return every tensor seen.
 
     Raises:
         TypeError: a list, dict, tensor or dtype of the wrong kind, naming the image index and key.
-        ValueError: empty or unequal lists, missing keys, wrong shapes, mismatched image sizes, tensors
-            on several devices, NaN scores or negative labels (CPU tensors), naming index and key.
+        ValueError: empty or unequal lists, missing keys, wrong shapes, mismatched image sizes or
+            tensors on several devices, naming the image index and key.
     """
     for name, value in (("preds", preds), ("target", target)):
         if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
@@ -159,15 +220,6 @@ def _check_instance_inputs(
         for kind, key, v in group + [("target", k, v) for k, v in extra]:
             names.append(_item(kind, i, key))
             tensors.append(v)
-        if scores.device.type == "cpu" if read_values is None else read_values:  # free on the host
-            nan = int(torch.isnan(scores).sum())
-            if nan:
-                fail(_item("preds", i, "scores"), "free of NaN", Found(f"{nan} NaN value(s)"))
-            for kind, lab in (("preds", labels), ("target", g_labels)):
-                if lab.numel() and int(lab.min()) < 0:
-                    fail(
-                        _item(kind, i, "labels"), "non-negative class ids", Found(f"minimum {int(lab.min())}")
-                    )
     check_same_device(names, tensors)
     return tensors
 
@@ -201,6 +253,7 @@ def _assemble_batch(
     nd = [int(p["scores"].shape[0]) for p in preds]
     ng = [int(t["labels"].shape[0]) for t in target]
     d, g = max(nd), max(ng)
+    fields: dict[tuple[str, str], Tensor] = {}
     crowd = [
         t["iscrowd"].bool() if "iscrowd" in t else torch.zeros(k, dtype=torch.bool, device=device)
         for t, k in zip(target, ng, strict=True)
@@ -226,11 +279,14 @@ def _assemble_batch(
     else:
         det_boxes = _pad_1d([p["boxes"] for p in preds], d, torch.float64, device)
         gt_boxes = _pad_1d([t["boxes"] for t in target], g, torch.float64, device)
+        fields["preds", "boxes"], fields["target", "boxes"] = det_boxes, gt_boxes
         iou = box_iou(det_boxes, gt_boxes, gt_crowd, box_format=box_format)
         det_xywh, gt_xywh = _to_xywh64(det_boxes, box_format), _to_xywh64(gt_boxes, box_format)
         det_area = det_xywh[..., 2] * det_xywh[..., 3]
         gt_geo_area = gt_xywh[..., 2] * gt_xywh[..., 3]
     if any("area" in p for p in preds):
+        given = [p["area"] if "area" in p else det_area.new_zeros(n) for p, n in zip(preds, nd, strict=True)]
+        fields["preds", "area"] = _pad_1d(given, d, torch.float64, device)
         det_area = _pad_1d(
             [
                 p["area"].double() if "area" in p else det_area[i, :n]
@@ -240,17 +296,24 @@ def _assemble_batch(
             torch.float64,
             device,
         )
+    if any("area" in t for t in target):
+        given = [t["area"] if "area" in t else det_area.new_zeros(k) for t, k in zip(target, ng, strict=True)]
+        fields["target", "area"] = _pad_1d(given, g, torch.float64, device)
     areas = [
         t["area"].double() if "area" in t else gt_geo_area[i, :k]
         for i, (t, k) in enumerate(zip(target, ng, strict=True))
     ]
+    det_scores = _pad_1d([p["scores"] for p in preds], d, torch.float64, device)
     det_labels = _pad_1d([p["labels"] for p in preds], d, torch.long, device)
     gt_labels = _pad_1d([t["labels"] for t in target], g, torch.long, device)
+    fields["preds", "scores"], fields["preds", "labels"] = det_scores, det_labels
+    fields["target", "labels"] = gt_labels
+    invalid = _invalid_flags(fields, len(preds), device)
     if pool_labels:
         det_labels, gt_labels = torch.zeros_like(det_labels), torch.zeros_like(gt_labels)
     return InstanceBatch(
         ious=iou,
-        det_scores=_pad_1d([p["scores"] for p in preds], d, torch.float64, device),
+        det_scores=det_scores,
         det_labels=det_labels,
         det_valid=_pad_1d(
             [torch.ones(n, dtype=torch.bool, device=device) for n in nd], d, torch.bool, device
@@ -260,6 +323,7 @@ def _assemble_batch(
         gt_valid=_pad_1d([torch.ones(n, dtype=torch.bool, device=device) for n in ng], g, torch.bool, device),
         gt_crowd=gt_crowd,
         gt_area=_pad_1d(areas, g, torch.float64, device),
+        invalid=invalid,
         num_dets=nd,
         num_gts=ng,
     )

@@ -7,7 +7,7 @@ panopticapi's All/Things/Stuff table. Rules, crowd and void are described in
 :mod:`torchseg_metrics.functional.panoptic`.
 
 State: ``iou_sum`` float64 ``(C,)``, ``tp``/``fp``/``fn`` int64 ``(C,)`` and ``bad_values`` int64
-``(3,)`` (offending pixels counted on CUDA, see *Raises*), all summed across processes. No maps or
+``(4,)`` (offending pixels counted on CUDA, see *Raises*), all summed across processes. No maps or
 per-image records are kept.
 """
 
@@ -30,6 +30,8 @@ from torchseg_metrics.functional.panoptic_scores import (
     panoptic_summary_from_stats,
     parse_categories,
     raise_on_bad_values,
+    resolve_unknown_target,
+    void_categories,
 )
 
 __all__ = ["ModifiedPanopticQuality", "PanopticQuality"]
@@ -46,11 +48,15 @@ class PanopticQuality(Metric):
         return_sq_and_rq: :meth:`compute` returns [PQ, SQ, RQ].
         return_per_class: :meth:`compute` returns per-class values (things sorted, then stuffs sorted).
         compat: ``"panopticapi"`` (default) or ``"torchmetrics"`` (torchmetrics 1.9.0's numbers).
+        allow_unknown_target_category: target pixels of every category outside ``things`` and
+            ``stuffs`` are void, instead of only those of :attr:`void_categories`; ``None``
+            (default) means True with ``compat="torchmetrics"`` (torchmetrics' rule), else False.
         kwargs: passed to ``torchmetrics.Metric``.
 
     Inputs to ``update``:
         preds (Tensor[B, *spatial, 2] int): (category_id, instance_id) per pixel.
-        target (Tensor[B, *spatial, 2] int): (category_id, instance_id); unknown categories are void.
+        target (Tensor[B, *spatial, 2] int): (category_id, instance_id); void pixels have a category
+            of :attr:`void_categories` (0 when 0 is not a category, and ``1 + max(things | stuffs)``).
         target_crowd (Tensor[B, *spatial] bool | None): target pixels that belong to crowd segments
             (panopticapi's ``iscrowd``); not accepted with ``compat="torchmetrics"``.
 
@@ -66,9 +72,10 @@ class PanopticQuality(Metric):
         TypeError: If ``things``/``stuffs`` are not collections of ints, inputs are not integer
             tensors or ``target_crowd`` is not bool.
         ValueError: If categories overlap or are both empty, ``compat`` is unknown, or input shapes
-            are wrong. Ids outside ``[0, 2**31 - 1]`` and unknown prediction categories (when not
-            allowed) raise in ``update`` for CPU tensors; for CUDA tensors they are counted without a
-            sync and ``compute``/``summary`` raise. A failing ``update`` leaves the state unchanged.
+            are wrong. Ids outside ``[0, 2**31 - 1]`` and unknown prediction or target categories
+            (when not allowed) raise in ``update`` for CPU tensors; for CUDA tensors they are
+            counted without a sync and ``compute``/``summary`` raise. A failing ``update`` leaves
+            the state unchanged.
 
     Example:
         >>> import torch
@@ -104,6 +111,7 @@ class PanopticQuality(Metric):
         return_per_class: bool = False,
         *,
         compat: Compat = "panopticapi",
+        allow_unknown_target_category: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -114,16 +122,21 @@ class PanopticQuality(Metric):
         self.return_sq_and_rq = check_bool("return_sq_and_rq", return_sq_and_rq)
         self.return_per_class = check_bool("return_per_class", return_per_class)
         self.compat: Compat = check_compat(compat)
+        self.allow_unknown_target_category = resolve_unknown_target(allow_unknown_target_category, compat)
+        #: Target categories that mark void (see the ``target`` input).
+        self.void_categories = void_categories(self.things, self.stuffs)
+        self._target_void = None if self.allow_unknown_target_category else self.void_categories
         #: Where value errors are raised: None = in ``update`` for CPU inputs, else counted for ``compute``.
         self._validate_on_host: bool | None = None
         num_classes = len(self.things) + len(self.stuffs)
         self.add_state("iou_sum", default=torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum")
         for name in ("tp", "fp", "fn"):
             self.add_state(name, default=torch.zeros(num_classes, dtype=torch.int64), dist_reduce_fx="sum")
-        self.add_state("bad_values", default=torch.zeros(3, dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("bad_values", default=torch.zeros(4, dtype=torch.int64), dist_reduce_fx="sum")
         # things as +id, stuffs as -id - 1, then the rules: what changes the statistics of an update
         categories = [*self.things, *(-s - 1 for s in self.stuffs)]
         rules = [self._modified, self.compat == "torchmetrics", self.allow_unknown_preds_category]
+        rules.append(self.allow_unknown_target_category)
         add_config_state(self, [*categories, *rules])
 
     def update(self, preds: Tensor, target: Tensor, target_crowd: Tensor | None = None) -> None:
@@ -136,12 +149,13 @@ class PanopticQuality(Metric):
             things=self.things,
             stuffs=self.stuffs,
             allow_unknown_preds_category=self.allow_unknown_preds_category,
+            target_void=self._target_void,
             compat=self.compat,
             modified=self._modified,
         )
         on_host = self._validate_on_host if self._validate_on_host is not None else preds.device.type == "cpu"
         if on_host:
-            raise_on_bad_values(stats.bad)  # CPU tensors: reading values is no device sync
+            raise_on_bad_values(stats.bad, self._target_void)  # CPU tensors: reading values is no device sync
         else:
             self.bad_values = self.bad_values + stats.bad  # no sync on CUDA: compute() raises instead
         # out of place: under Lightning's ddp_spawn the states may sit in memory shared by the ranks
@@ -152,7 +166,7 @@ class PanopticQuality(Metric):
 
     def compute(self) -> Tensor:
         """PQ, or the shapes selected by ``return_sq_and_rq`` / ``return_per_class`` (float64)."""
-        raise_on_bad_values(self.bad_values)
+        raise_on_bad_values(self.bad_values, self._target_void)
         return panoptic_quality_from_stats(
             self.iou_sum,
             self.tp,
@@ -182,7 +196,7 @@ class PanopticQuality(Metric):
             ``n = 0``; a class with ``tp + fp + fn = 0`` has NaN scores.
         """
         with self.sync_context():
-            raise_on_bad_values(self.bad_values)
+            raise_on_bad_values(self.bad_values, self._target_void)
             return panoptic_summary_from_stats(
                 self.iou_sum,
                 self.tp,

@@ -32,7 +32,7 @@ def _summary(preds, target, crowd=None, things=T_IDS, stuffs=S_IDS, device="cpu"
         allow_unknown_preds_category=kwargs.pop("allow_unknown_preds_category", True),
         **kwargs,
     )
-    assert stats.bad.tolist() == [0, 0, 0]
+    assert stats.bad.tolist() == [0, 0, 0, 0]
     return panoptic_summary_from_stats(*(s.cpu() for s in stats[:4]), things=things, stuffs=stuffs)
 
 

@@ -46,14 +46,15 @@ def check_multilabel_inputs(preds: object, target: object, num_classes: int) -> 
 
 
 def _binary_u8(x: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
-    """uint8 codes: 0/1 for valid values, 2 for invalid ones (integers outside {0, 1}, NaN scores)."""
+    """uint8 codes: 0/1 for valid values, 2 for invalid integers (outside {0, 1}, negatives included),
+    and the number of invalid probabilities (NaN or outside [0, 1], such as logits)."""
     if x.dtype == torch.bool:
         return x.view(torch.uint8), torch.zeros((), dtype=torch.int64, device=x.device)
     if x.dtype.is_floating_point:
-        return (x > threshold).view(torch.uint8), x.isnan().sum()
-    clipped = x.clamp(0, 2)
-    u8 = clipped.to(torch.uint8)
-    return u8, torch.zeros((), dtype=torch.int64, device=x.device)
+        return (x > threshold).view(torch.uint8), (~((x >= 0) & (x <= 1))).sum()
+    # -1 and 2 stand for every value below 0 and above 1; remainder(3) folds -1 onto 2
+    codes = x.clamp(-1, 2) if x.dtype != torch.uint8 else x.clamp(max=2)
+    return codes.remainder(3).to(torch.uint8), torch.zeros((), dtype=torch.int64, device=x.device)
 
 
 def multilabel_stats_update(
@@ -66,7 +67,8 @@ def multilabel_stats_update(
     method: CountMethod = "auto",
 ) -> tuple[Tensor, Tensor]:
     """Counts ``[tn, fp, fn, tp]`` per class ``(C, 4)`` (or per image ``(N, C, 4)``) and the number of
-    invalid values ``(2,)``: target values outside {0, 1}, and predictions outside {0, 1} or NaN."""
+    invalid values ``(2,)``: target values outside {0, 1}, and predictions outside {0, 1} (integers)
+    or outside [0, 1] (probabilities; NaN included)."""
     preds, target = check_multilabel_inputs(preds, target, num_classes)
     p, p_nan = _binary_u8(preds, threshold)
     t, _ = _binary_u8(target, threshold)
@@ -102,5 +104,7 @@ def raise_for_invalid_multilabel(num_invalid: Tensor) -> None:
         fail("target", "binary (bool or 0/1)", Found(f"{bad_target} values outside {{0, 1}}"))
     if bad_preds:
         fail(
-            "preds", "binary (bool or 0/1) or probabilities without NaN", Found(f"{bad_preds} invalid values")
+            "preds",
+            "binary (bool or 0/1) or probabilities in [0, 1] (apply a sigmoid to logits)",
+            Found(f"{bad_preds} invalid values (NaN, outside [0, 1], or integers outside {{0, 1}})"),
         )

@@ -24,8 +24,13 @@ Crowd:
     the largest instance id (panopticapi's choice when segments are listed by increasing id).
 
 Void:
-    Target pixels whose category is in neither ``things`` nor ``stuffs`` are void. Prediction pixels
-    of such categories are void (panopticapi's id 0) with ``allow_unknown_preds_category=True`` and
+    Target pixels of a void category are void: panopticapi's VOID id 0 when 0 is not a thing or
+    stuff, and torchmetrics' void colour ``1 + max(things | stuffs)`` (see
+    :func:`~torchseg_metrics.functional.panoptic_scores.void_categories`). A target pixel of any
+    other category outside ``things`` and ``stuffs`` is an error (a typo in ``stuffs`` would
+    otherwise silently void a class), unless ``allow_unknown_target_category=True`` makes every
+    unknown category void; ``compat="torchmetrics"`` allows them by default, as torchmetrics does.
+    Prediction pixels of unknown categories are void with ``allow_unknown_preds_category=True`` and
     an error otherwise.
 """
 
@@ -43,6 +48,8 @@ from torchseg_metrics.functional.panoptic_scores import (
     panoptic_quality_from_stats,
     parse_categories,
     raise_on_bad_values,
+    resolve_unknown_target,
+    void_categories,
 )
 
 __all__ = ["modified_panoptic_quality", "panoptic_quality"]
@@ -59,9 +66,15 @@ def _functional(
     return_per_class: bool,
     compat: Compat,
     modified: bool,
+    allow_unknown_target_category: bool | None,
 ) -> Tensor:
     thing_ids, stuff_ids = parse_categories(things, stuffs)
     compat = check_compat(compat)
+    target_void = (
+        None
+        if resolve_unknown_target(allow_unknown_target_category, compat)
+        else void_categories(thing_ids, stuff_ids)
+    )
     check_bool("allow_unknown_preds_category", allow_unknown_preds_category)
     check_bool("return_sq_and_rq", return_sq_and_rq)
     check_bool("return_per_class", return_per_class)
@@ -73,10 +86,11 @@ def _functional(
         things=thing_ids,
         stuffs=stuff_ids,
         allow_unknown_preds_category=allow_unknown_preds_category,
+        target_void=target_void,
         compat=compat,
         modified=modified,
     )
-    raise_on_bad_values(stats.bad)
+    raise_on_bad_values(stats.bad, target_void)
     return panoptic_quality_from_stats(
         stats.iou_sum,
         stats.tp,
@@ -99,13 +113,14 @@ def panoptic_quality(
     return_sq_and_rq: bool = False,
     return_per_class: bool = False,
     compat: Compat = "panopticapi",
+    allow_unknown_target_category: bool | None = None,
 ) -> Tensor:
     """Panoptic quality of a batch, with panopticapi's rules by default (see the module docstring).
 
     Args:
         preds (Tensor[B, *spatial, 2] int): (category_id, instance_id) per pixel.
-        target (Tensor[B, *spatial, 2] int): (category_id, instance_id) per pixel; categories
-            outside ``things`` and ``stuffs`` are void.
+        target (Tensor[B, *spatial, 2] int): (category_id, instance_id) per pixel; void pixels
+            have a void category (0 when 0 is not a category, or ``1 + max(things | stuffs)``).
         things: thing category ids.
         stuffs: stuff category ids (disjoint from ``things``).
         target_crowd (Tensor[B, *spatial] bool | None): target pixels of crowd segments.
@@ -113,6 +128,8 @@ def panoptic_quality(
         return_sq_and_rq: also return SQ and RQ.
         return_per_class: per-class values (things sorted, then stuffs sorted).
         compat: ``"panopticapi"`` or ``"torchmetrics"`` rules.
+        allow_unknown_target_category: treat target pixels of every category outside ``things`` and
+            ``stuffs`` as void; ``None`` (default): only with ``compat="torchmetrics"``.
 
     Returns:
         Tensor (float64): scalar PQ, ``(3,)`` [PQ, SQ, RQ], ``(1, C)`` per-class PQ, or ``(C, 3)``.
@@ -126,7 +143,7 @@ def panoptic_quality(
         TypeError: If inputs are not integer tensors, ``target_crowd`` is not bool, or ``things`` /
             ``stuffs`` are not collections of ints.
         ValueError: If shapes are wrong or differ, categories overlap or are both empty, ids are
-            negative or above 2**31 - 1, a prediction category is unknown and not allowed, or
+            negative or above 2**31 - 1, a prediction or target category is unknown and not allowed, or
             ``compat`` is unknown.
 
     Example:
@@ -147,6 +164,7 @@ def panoptic_quality(
         return_per_class,
         compat,
         modified=False,
+        allow_unknown_target_category=allow_unknown_target_category,
     )
 
 
@@ -161,6 +179,7 @@ def modified_panoptic_quality(
     return_sq_and_rq: bool = False,
     return_per_class: bool = False,
     compat: Compat = "panopticapi",
+    allow_unknown_target_category: bool | None = None,
 ) -> Tensor:
     """PQ-dagger (Porzi et al., "Seamless Scene Segmentation") of a batch.
 
@@ -196,4 +215,5 @@ def modified_panoptic_quality(
         return_per_class,
         compat,
         modified=True,
+        allow_unknown_target_category=allow_unknown_target_category,
     )

@@ -53,7 +53,8 @@ class PanopticStats(NamedTuple):
     """Per-class increments of one batch (class order: sorted things, then sorted stuffs).
 
     ``bad`` counts offending pixels: ``[preds ids outside [0, MAX_ID], target ids outside
-    [0, MAX_ID], preds pixels of an unknown category (0 when those are allowed)]``.
+    [0, MAX_ID], preds pixels of an unknown category (0 when those are allowed), target pixels of
+    an unknown category other than the void ids (0 when those are allowed)]``.
     """
 
     iou_sum: Tensor
@@ -258,6 +259,7 @@ def _panoptic_stats_update(
     things: tuple[int, ...],
     stuffs: tuple[int, ...],
     allow_unknown_preds_category: bool,
+    target_void: tuple[int, ...] | None = None,
     compat: Compat = "panopticapi",
     modified: bool = False,
     compress_runs: bool | None = None,
@@ -270,11 +272,13 @@ def _panoptic_stats_update(
     Args:
         preds (Tensor[B, *spatial, 2] int): (category_id, instance_id) per pixel.
         target (Tensor[B, *spatial, 2] int): (category_id, instance_id) per pixel; categories
-            outside ``things`` and ``stuffs`` are void.
+            outside ``things`` and ``stuffs`` are void (see ``target_void``).
         target_crowd (Tensor[B, *spatial] bool | None): target pixels that belong to crowd segments.
         things: sorted thing category ids.
         stuffs: sorted stuff category ids.
         allow_unknown_preds_category: prediction pixels of unknown categories are void (else counted).
+        target_void: the target category ids that mark void; pixels of other unknown categories are
+            void too but counted in ``bad``. ``None``: every unknown target category is void, uncounted.
         compat: ``"panopticapi"`` rules or ``"torchmetrics"`` 1.9.0 rules.
         modified: PQ-dagger: stuff classes score ΣIoU over all pairs with IoU > 0 divided by the
             number of target segments (stuff merged per image), with no false positives/negatives.
@@ -282,7 +286,7 @@ def _panoptic_stats_update(
             ``None`` means on CPU only.
 
     Returns:
-        PanopticStats: ``iou_sum`` float64 (C,), ``tp``/``fp``/``fn`` int64 (C,), ``bad`` int64 (3,).
+        PanopticStats: ``iou_sum`` float64 (C,), ``tp``/``fp``/``fn`` int64 (C,), ``bad`` int64 (4,).
     """
     device = preds.device
     num_things, k = len(things), len(things) + len(stuffs)
@@ -290,7 +294,7 @@ def _panoptic_stats_update(
         compress_runs = device.type == "cpu"
     if preds.numel() == 0:
         zeros = torch.zeros(k, dtype=torch.int64, device=device)
-        return PanopticStats(zeros.double(), zeros, zeros.clone(), zeros.clone(), zeros.new_zeros(3))
+        return PanopticStats(zeros.double(), zeros, zeros.clone(), zeros.clone(), zeros.new_zeros(4))
     batch = preds.shape[0]
     img, t_cat, t_inst, crowd, p_cat, p_inst, w = _records(preds, target, target_crowd, compress_runs)
     raw_key = _raw_record_key([img, t_cat, t_inst, crowd, p_cat, p_inst], batch) if compress_runs else None
@@ -304,7 +308,13 @@ def _panoptic_stats_update(
     p_ok, t_ok = ((p_cat | p_inst) >> 31) == 0, ((t_cat | t_inst) >> 31) == 0
     t_void, p_void = tcls == k, pcls == k
     unknown = (w * (p_ok & p_void)).sum() if not allow_unknown_preds_category else w.new_zeros(())
-    bad = torch.stack([(w * ~p_ok).sum(), (w * ~t_ok).sum(), unknown])
+    unknown_t = w.new_zeros(())
+    if target_void is not None:  # unknown target categories other than the void ids are counted
+        strange = t_ok & t_void
+        for void_id in target_void:  # at most two ids
+            strange = strange & (t_cat != void_id)
+        unknown_t = (w * strange).sum()
+    bad = torch.stack([(w * ~p_ok).sum(), (w * ~t_ok).sum(), unknown, unknown_t])
 
     drop_t, drop_p = t_void | ~t_ok, p_void | ~p_ok
     if compat == "torchmetrics" or modified:  # stuff segments merged per image: instance ignored

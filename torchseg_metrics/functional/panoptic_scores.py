@@ -28,15 +28,49 @@ from torchseg_metrics._checks import (
 )
 from torchseg_metrics.functional.panoptic_pairing import COMPAT_CHOICES, MAX_ID, Compat
 
-_BAD_MESSAGES = (
-    ("preds", f"ids (category and instance) in [0, {MAX_ID}]", "{} pixels outside that range"),
-    ("target", f"ids (category and instance) in [0, {MAX_ID}]", "{} pixels outside that range"),
-    (
-        "preds",
-        "categories in `things` or `stuffs` (or pass allow_unknown_preds_category=True)",
-        "{} pixels of unknown categories",
-    ),
-)
+
+def _bad_messages(void: tuple[int, ...] | None) -> tuple[tuple[str, str, str], ...]:
+    """(argument, expectation, found) of each ``bad`` counter; ``void``: the accepted target void ids."""
+    ids = " or ".join(str(v) for v in void or ())
+    return (
+        ("preds", f"ids (category and instance) in [0, {MAX_ID}]", "{} pixels outside that range"),
+        ("target", f"ids (category and instance) in [0, {MAX_ID}]", "{} pixels outside that range"),
+        (
+            "preds",
+            "categories in `things` or `stuffs` (or pass allow_unknown_preds_category=True)",
+            "{} pixels of unknown categories",
+        ),
+        (
+            "target",
+            f"categories in `things`, `stuffs` or the void category ({ids}) (or pass "
+            "allow_unknown_target_category=True to make every unknown category void)",
+            "{} pixels of unknown categories",
+        ),
+    )
+
+
+def void_categories(things: tuple[int, ...], stuffs: tuple[int, ...]) -> tuple[int, ...]:
+    """The target category ids that mark void: panopticapi's VOID id 0 when 0 is not a category,
+    and torchmetrics' void colour ``1 + max(things | stuffs)`` (what :mod:`torchseg_metrics.io`
+    writes), when that is a valid id.
+
+    Example:
+        >>> void_categories((1, 2), (7,)), void_categories((0, 1), (6,))
+        ((0, 8), (7,))
+    """
+    ids = (*things, *stuffs)
+    zero = () if 0 in ids else (0,)
+    above = (max(ids) + 1,) if max(ids) < MAX_ID else ()
+    return zero + above
+
+
+def resolve_unknown_target(allow: object, compat: Compat) -> bool:
+    """``allow_unknown_target_category``: None means True with ``compat="torchmetrics"`` (its rule)."""
+    if allow is None:
+        return compat == "torchmetrics"
+    if not isinstance(allow, bool):
+        fail("allow_unknown_target_category", "a bool or None", allow, TypeError)
+    return bool(allow)
 
 
 def parse_categories(
@@ -117,10 +151,13 @@ def check_panoptic_inputs(
         fail("preds", f"at most {MAX_ID // (2 * (num_classes + 1))} images per update", preds.shape[0])
 
 
-def raise_on_bad_values(bad: Tensor) -> None:
-    """Raise the error that a non-zero ``bad`` counter stands for (reads ``bad`` on the host)."""
+def raise_on_bad_values(bad: Tensor, void: tuple[int, ...] | None = None) -> None:
+    """Raise the error that a non-zero ``bad`` counter stands for (reads ``bad`` on the host).
+
+    ``void``: the target void ids accepted by the update (named in the unknown-target message).
+    """
     counts = bad.tolist()
-    for (name, expectation, found), count in zip(_BAD_MESSAGES, counts, strict=True):
+    for (name, expectation, found), count in zip(_bad_messages(void), counts, strict=True):
         if count:
             fail(name, expectation, Found(found.format(count)))
 
