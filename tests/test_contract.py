@@ -122,8 +122,8 @@ def _instance(seed: int, **kwargs: Any) -> Callable[[], Case]:
             torch.Generator().manual_seed(seed), num_images=sum(SIZES), size=(16, 20), with_boxes=True
         )
         batches = [(preds[a:b], target[a:b]) for a, b in itertools.pairwise(np.cumsum((0, *SIZES)))]
-        wrong = {  # one bad image: wrong mask dtype (segm) or wrong box shape (bbox)
-            "segm": {"masks": preds[0]["masks"].to(torch.uint8)},
+        wrong = {  # one bad image: mask values other than 0/1 (segm) or wrong box shape (bbox)
+            "segm": {"masks": preds[0]["masks"].to(torch.uint8) * 2},
             "bbox": {"boxes": preds[0]["boxes"][:, :3]},
         }
         bad_p = [{**preds[0], **wrong[kwargs["iou_type"]]}]

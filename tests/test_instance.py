@@ -326,10 +326,17 @@ def _bad_inputs():
         r"`target\[1\]` must be a dict with keys",
     )
     yield (
-        [{**good_p, "masks": m.to(torch.uint8)}],
+        [{**good_p, "masks": m.to(torch.uint8) + 2}],
         [good_t],
+        ValueError,
+        r"`preds\[0\]\['masks'\]` must be masks of 0/1 values \(or bool\), got 128 invalid value\(s\), "
+        r"the first 2",
+    )
+    yield (
+        [good_p],
+        [{**good_t, "masks": m[:1].to(torch.complex64)}],
         TypeError,
-        r"`preds\[0\]\['masks'\]` must be a bool tensor",
+        r"`target\[0\]\['masks'\]` must be a tensor of masks \(bool or 0/1 numbers\)",
     )
     yield (
         [{**good_p, "masks": torch.zeros(2, 8, 9, dtype=torch.bool)}],

@@ -149,6 +149,7 @@ def _run_coco(args: argparse.Namespace) -> int:
         class_metrics=args.per_class,
         extended_summary=plots is not None,
     ).to(dev)
+    metric.warn_on_many_detections = False  # a results file is evaluated as pycocotools does, silently
     bar = _progress(args, len(gt.images), "coco")
     for batch in iter_coco_batches(
         gt,

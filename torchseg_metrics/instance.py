@@ -10,6 +10,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
+from torchmetrics.utilities.prints import rank_zero_warn
 
 from torchseg_metrics._checks import Found, check_bool, check_choice, fail
 from torchseg_metrics._config_state import add_config_state
@@ -36,6 +37,7 @@ from torchseg_metrics.functional.coco_params import (
 )
 from torchseg_metrics.instance_inputs import (
     VALUE_CHECKS,
+    InstanceBatch,
     _assemble_batch,
     _check_instance_inputs,
     _item,
@@ -43,6 +45,29 @@ from torchseg_metrics.instance_inputs import (
 )
 
 _NO_IMAGE = 2**62  # "no offending image" in the min-reduced value-check states
+#: Records that depend on the IoU type (the others, scores and labels in score order, do not).
+_TYPED = frozenset({"det_rank", "det_flags", "gt_flags", "det_rank_class", "det_flags_class", "ext_ious"})
+
+
+def _parse_iou_types(iou_type: object) -> tuple[str, ...]:
+    """``"bbox"``, ``"segm"`` or a tuple / list of them (torchmetrics' forms) as a tuple without repeats."""
+    types = (iou_type,) if isinstance(iou_type, str) else iou_type
+    if not isinstance(types, (tuple, list)) or not types:
+        fail("iou_type", "'bbox', 'segm' or a tuple of them", iou_type)
+    for t in types:  # type: ignore[union-attr]
+        check_choice("iou_type", t, ["bbox", "segm"])
+    return tuple(dict.fromkeys(types))  # type: ignore[arg-type]
+
+
+def _warn_many_detections(limit: int) -> None:
+    rank_zero_warn(
+        f"Encountered more than {limit} detections in a single image: in each class only the {limit}"
+        " with the highest scores take part, as in pycocotools. Raise `max_detection_thresholds` to keep"
+        " more, or set the attribute `warn_on_many_detections = False` on the metric to silence this.",
+        UserWarning,
+    )
+
+
 _STAT_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
 _AR_NAMES = ("mar_small", "mar_medium", "mar_large")
 
@@ -57,13 +82,16 @@ class MeanAveragePrecision(Metric):
 
     Inputs of ``update(preds, target)``, one dict per image:
 
-    - ``preds[i]``: ``masks`` (Tensor[N, H, W] bool, ``iou_type="segm"``) or ``boxes`` (Tensor[N, 4]
-      float in ``box_format``, ``iou_type="bbox"``), ``scores`` (Tensor[N] float), ``labels``
-      (Tensor[N] int), optional ``area`` (Tensor[N]; default: mask pixel count, or box area; the
-      COCO reader passes box areas where pycocotools' ``loadRes`` would).
-    - ``target[i]``: ``masks`` (Tensor[G, H, W] bool, same H, W) or ``boxes`` (Tensor[G, 4]),
+    - ``preds[i]``: ``masks`` (Tensor[N, H, W] bool, or 0/1 of any number type; ``iou_type="segm"``)
+      and/or ``boxes`` (Tensor[N, 4] float or integer, in ``box_format``; ``iou_type="bbox"``),
+      ``scores`` (Tensor[N] float), ``labels`` (Tensor[N] int), optional ``area`` (Tensor[N];
+      default: mask pixel count, or box area; the COCO reader passes box areas where pycocotools'
+      ``loadRes`` would).
+    - ``target[i]``: ``masks`` (Tensor[G, H, W], same H, W) and/or ``boxes`` (Tensor[G, 4]),
       ``labels`` (Tensor[G] int), optional ``iscrowd`` (Tensor[G] int/bool), optional ``area``
       (Tensor[G]; default: mask pixel count, or box area).
+    - An image without detections or ground truths may give its masks or boxes as ``(0,)``
+      (``torch.tensor([])``), as torchmetrics allows.
 
     Rules (spec A): detections are stable-sorted by score within their image (equal scores keep
     the given order) and the first ``max_detection_thresholds[-1]`` of each (image, class) take
@@ -89,7 +117,9 @@ class MeanAveragePrecision(Metric):
 
     Args:
         box_format: ``"xyxy"``, ``"xywh"`` or ``"cxcywh"`` for ``boxes``.
-        iou_type: ``"segm"`` or ``"bbox"`` (torchmetrics' default ``"bbox"``).
+        iou_type: ``"segm"`` or ``"bbox"`` (torchmetrics' default ``"bbox"``), or both as a tuple:
+            each type is matched and accumulated as if alone, and every result key but ``classes``
+            is prefixed by its type (``bbox_map``, ``segm_map``, ...), as torchmetrics does.
         iou_thresholds: IoU thresholds; default numpy's ``linspace(0.5, 0.95, 10)`` bit for bit.
         rec_thresholds: recall thresholds; default numpy's ``linspace(0, 1, 101)`` bit for bit.
         max_detection_thresholds: three max-detection values, default ``[1, 10, 100]`` (sorted).
@@ -125,6 +155,8 @@ class MeanAveragePrecision(Metric):
     """
 
     is_differentiable: ClassVar[bool] = False
+    #: Warn (once per update) when an image has more detections than ``max_detection_thresholds[-1]``.
+    warn_on_many_detections: bool = True
     #: Read the value checks in ``update()``; ``None``: only for CPU inputs (else ``compute()`` raises).
     _read_values_on_host: bool | None = None
     higher_is_better: ClassVar[bool] = True
@@ -148,9 +180,8 @@ class MeanAveragePrecision(Metric):
     ) -> None:
         super().__init__(**kwargs)
         check_choice("box_format", box_format, BOX_FORMATS)
-        if isinstance(iou_type, tuple) and len(iou_type) == 1:
-            iou_type = iou_type[0]
-        check_choice("iou_type", iou_type, ["bbox", "segm"])
+        self._iou_types = _parse_iou_types(iou_type)
+        iou_type = self._iou_types[0] if len(self._iou_types) == 1 else self._iou_types  # type: ignore[assignment]
         check_choice("average", average, ["macro", "micro"])
         check_choice("backend", backend, ["pycocotools", "faster_coco_eval"])
         check_choice("matching", matching, ["auto", "parallel", "sequential"])
@@ -186,6 +217,12 @@ class MeanAveragePrecision(Metric):
             self._records.update(
                 {"det_rank_class": (torch.int32, ()), "det_flags_class": (torch.uint8, (width,))}
             )
+        if len(self._iou_types) > 1:  # the matching records once per type, prefixed by it
+            self._records = {
+                self._name(n, t) if n in _TYPED else n: v
+                for n, v in self._records.items()
+                for t in (self._iou_types if n in _TYPED else self._iou_types[:1])
+            }
         for name in self._records:
             self.add_state(name, default=[], dist_reduce_fx="cat")
         self.add_state("num_images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
@@ -202,14 +239,41 @@ class MeanAveragePrecision(Metric):
         Raises:
             ValueError, TypeError: as listed in the class docstring; the state is then unchanged.
         """
-        _check_instance_inputs(preds, target, self.iou_type)
-        batch = _assemble_batch(preds, target, self.iou_type, self.box_format, pool_labels=False)
-        device = batch.ious.device
+        for iou_type in self._iou_types:
+            _check_instance_inputs(preds, target, iou_type)
+        batches = [
+            _assemble_batch(preds, target, t, self.box_format, pool_labels=False) for t in self._iou_types
+        ]
+        device = batches[0].ious.device
+        invalid = batches[0].invalid
+        for other in batches[1:]:  # the boxes of one type, the masks of the other
+            invalid = invalid | other.invalid
         host_checked = (
             device.type == "cpu" if self._read_values_on_host is None else self._read_values_on_host
         )
         if host_checked:  # host data: the value checks are read now, before the state changes
-            _raise_for_invalid(batch.invalid, preds, target)
+            _raise_for_invalid(invalid, preds, target)
+        if self.warn_on_many_detections and max(batches[0].num_dets) > self.max_detection_thresholds[-1]:
+            _warn_many_detections(self.max_detection_thresholds[-1])  # host-known counts: no sync
+        new: dict[str, Tensor] = {}
+        for k, (iou_type, batch) in enumerate(zip(self._iou_types, batches, strict=True)):
+            records = self._match_records(batch, device)
+            # detections are sorted by score alone, so the records shared by the types are equal: keep one
+            new.update({self._name(n, iou_type): v for n, v in records.items() if k == 0 or n in _TYPED})
+        if not host_checked:  # value checks without a sync: remember the first offending image
+            image = self.num_images + torch.arange(len(preds), device=device)
+            first = torch.where(invalid, image[:, None], _NO_IMAGE).amin(0)
+            self.first_invalid_image = torch.minimum(self.first_invalid_image, first)
+        for name, value in new.items():
+            getattr(self, name).append(value)
+        self.num_images = self.num_images + len(preds)  # out of place: states may be shared under ddp_spawn
+
+    def _name(self, record: str, iou_type: str) -> str:
+        """The state name of a record: type-prefixed for the records of one type when there are two."""
+        return f"{iou_type}_{record}" if len(self._iou_types) > 1 and record in _TYPED else record
+
+    def _match_records(self, batch: InstanceBatch, device: torch.device) -> dict[str, Tensor]:
+        """The records of one batch of one IoU type, flattened in (image, score order) order."""
         b, d = batch.det_scores.shape
         g = batch.gt_labels.shape[1]
         thr, area_rng = self._iou_thr.to(device), self._area_rng.to(device)
@@ -241,13 +305,13 @@ class MeanAveragePrecision(Metric):
         }
         bits = 2 ** torch.arange(area_rng.shape[0], device=device)
         new["gt_flags"] = (take(main.gt_counted, gt_idx, g).long() * bits).sum(-1).to(torch.uint8)
-        if "det_flags_class" in self._records:
+        if self.average == "micro" and self.class_metrics:
             per_class = match(False)  # same score order as ``main``: only the labels differ
             new["det_rank_class"] = take(per_class.rank.clamp(max=max_det), det_idx, d).int()
             new["det_flags_class"] = _pack_match_flags(
                 take(per_class.matched, det_idx, d), take(per_class.ignored, det_idx, d)
             )
-        if "ext_ious" in self._records:
+        if self.extended_summary:
             sorted_ious = batch.ious.gather(1, main.order[:, :, None].expand(b, d, g))
             new["ext_ious"] = torch.cat(
                 [
@@ -258,13 +322,7 @@ class MeanAveragePrecision(Metric):
             # host-known counts: a small asynchronous host-to-device copy, only with extended_summary
             counts = torch.tensor([batch.num_dets, batch.num_gts]).T.contiguous()
             new["ext_counts"] = to_device(counts, device)
-        if not host_checked:  # value checks without a sync: remember the first offending image
-            image = self.num_images + torch.arange(b, device=device)
-            first = torch.where(batch.invalid, image[:, None], _NO_IMAGE).amin(0)
-            self.first_invalid_image = torch.minimum(self.first_invalid_image, first)
-        for name, value in new.items():
-            getattr(self, name).append(value)
-        self.num_images = self.num_images + b  # out of place: states may be shared under ddp_spawn
+        return new
 
     def _method(self, device: torch.device) -> str:
         if self.matching == "auto":
@@ -289,19 +347,20 @@ class MeanAveragePrecision(Metric):
                 setattr(self, name, [torch.zeros((0, *tail), dtype=dtype, device=self.device)])
         super()._sync_dist(dist_sync_fn, process_group)
 
-    def _arrays(self, per_class: bool) -> tuple[CocoEvalArrays, Tensor]:
-        """Accumulated arrays (micro or per class) and the class ids seen."""
+    def _arrays(self, per_class: bool, iou_type: str) -> tuple[CocoEvalArrays, Tensor]:
+        """Accumulated arrays (micro or per class) of one IoU type and the class ids seen."""
         t, a = len(self.iou_thresholds), len(COCO_AREA_RANGES)
-        suffix = "_class" if per_class and "det_flags_class" in self._records else ""
+        suffix = "_class" if per_class and self.average == "micro" and self.class_metrics else ""
+        name = lambda record: self._name(record, iou_type)  # noqa: E731
         labels, gt_labels = self._cat("det_labels"), self._cat("gt_labels")
         classes = torch.unique(torch.cat([labels, gt_labels]))
         if self.average == "micro" and not per_class:
             labels, gt_labels = torch.zeros_like(labels), torch.zeros_like(gt_labels)
-        matched, ignored = _unpack_match_flags(self._cat("det_flags" + suffix), t, a)
+        matched, ignored = _unpack_match_flags(self._cat(name("det_flags" + suffix)), t, a)
         shifts = torch.arange(a, device=gt_labels.device)
-        gt_counted = ((self._cat("gt_flags")[:, None].long() >> shifts) & 1).bool()
+        gt_counted = ((self._cat(name("gt_flags"))[:, None].long() >> shifts) & 1).bool()
         arrays = _coco_accumulate(
-            self._cat("det_scores"), labels, self._cat("det_rank" + suffix).long(), matched, ignored,
+            self._cat("det_scores"), labels, self._cat(name("det_rank" + suffix)).long(), matched, ignored,
             gt_labels, gt_counted, self._rec_thr.to(labels.device), self.max_detection_thresholds,
             precision_eps=self.precision_eps,
         )  # fmt: skip
@@ -323,8 +382,19 @@ class MeanAveragePrecision(Metric):
                 f"{rule.expectation} (image index over all update() calls)",
                 Found("invalid values"),
             )
+        result: dict[str, Any] = {}
+        classes = torch.zeros(0)
+        for iou_type in self._iou_types:
+            prefix = f"{iou_type}_" if len(self._iou_types) > 1 else ""
+            one, classes = self._compute_one(iou_type)
+            result.update({prefix + key: value for key, value in one.items()})
+        result["classes"] = classes.to(torch.int32)
+        return result
+
+    def _compute_one(self, iou_type: str) -> tuple[dict[str, Any], Tensor]:
+        """The result keys of one IoU type (unprefixed), and the class ids seen."""
         md = self.max_detection_thresholds
-        arrays, classes = self._arrays(per_class=False)
+        arrays, classes = self._arrays(per_class=False, iou_type=iou_type)
         stats = coco_summary_from_arrays(
             arrays.precision, arrays.recall, self._iou_thr.to(arrays.precision.device), md
         )
@@ -338,19 +408,19 @@ class MeanAveragePrecision(Metric):
                     torch.zeros_like(gt_labels),
                     classes[:1] * 0,
                 )
-            rank = self._cat("det_rank").long()
+            rank = self._cat(self._name("det_rank", iou_type)).long()
+            ious = self._cat(self._name("ext_ious", iou_type))
             result["ious"] = ious_by_cell(
-                self._cat("ext_ious"), self._cat("ext_counts"), labels, rank, gt_labels, cells, md[-1]
+                ious, self._cat("ext_counts"), labels, rank, gt_labels, cells, md[-1]
             )
             result.update(precision=arrays.precision, recall=arrays.recall, scores=arrays.scores)
         if self.class_metrics:
-            class_arrays = arrays if self.average == "macro" else self._arrays(per_class=True)[0]
-            ap, ar = per_class_from_arrays(class_arrays.precision, class_arrays.recall, md)
+            per_class = arrays if self.average == "macro" else self._arrays(True, iou_type)[0]
+            ap, ar = per_class_from_arrays(per_class.precision, per_class.recall, md)
         else:
             ap = ar = torch.tensor([-1.0], dtype=torch.float64, device=stats.device)
         result["map_per_class"], result[f"mar_{md[2]}_per_class"] = ap, ar
-        result["classes"] = classes.to(torch.int32)
-        return result
+        return result, classes
 
     def plot(self, val: Any = None, ax: Any = None, kind: Literal["bars", "pr", "per_class"] = "bars") -> Any:
         """Plot a result (``compute()`` by default), returning ``(fig, ax)``; needs matplotlib.
@@ -363,8 +433,10 @@ class MeanAveragePrecision(Metric):
 
         return plot_detection_result(self, val, ax, kind)
 
-    def coco_stats(self) -> Tensor:
+    def coco_stats(self, iou_type: str | None = None) -> Tensor:
         """pycocotools' ``COCOeval.stats``: Tensor[12] float64 (AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l).
+
+        ``iou_type`` picks one type of a metric built with ``iou_type=("bbox", "segm")``.
 
         Example:
             >>> metric = MeanAveragePrecision(iou_type="bbox")
@@ -374,13 +446,23 @@ class MeanAveragePrecision(Metric):
             >>> metric.coco_stats()[:3].tolist()
             [0.9999999999999998, 0.9999999999999999, 0.9999999999999999]
         """
+        prefix = self._prefix(iou_type)
         result = self.compute()
         md = self.max_detection_thresholds
         names = (*_STAT_NAMES, f"mar_{md[0]}", f"mar_{md[1]}", f"mar_{md[2]}", *_AR_NAMES)
-        return torch.stack([result[n].reshape(()) for n in names])
+        return torch.stack([result[prefix + n].reshape(()) for n in names])
+
+    def _prefix(self, iou_type: str | None) -> str:
+        """The result-key prefix of ``iou_type`` (None: the metric's only type)."""
+        if iou_type is None and len(self._iou_types) > 1:
+            fail("iou_type", f"one of {list(self._iou_types)} for a metric of several IoU types", iou_type)
+        if iou_type is not None and iou_type not in self._iou_types:
+            fail("iou_type", f"one of this metric's IoU types {list(self._iou_types)}", iou_type)
+        return f"{iou_type}_" if len(self._iou_types) > 1 else ""
 
     def summary(self) -> str:
-        """The 12 numbers laid out like ``COCOeval.summarize()``'s printout (3 decimals).
+        """The 12 numbers laid out like ``COCOeval.summarize()``'s printout (3 decimals); with several
+        IoU types, one block per type under an ``iou_type=...`` line.
 
         Example:
             >>> metric = MeanAveragePrecision(iou_type="bbox")
@@ -392,8 +474,12 @@ class MeanAveragePrecision(Metric):
         """
         from torchseg_metrics.reporting.tables import coco_summary
 
-        return coco_summary(
-            self.coco_stats().tolist(),
-            iou_thresholds=self.iou_thresholds,
-            max_dets=self.max_detection_thresholds,
-        )
+        def block(iou_type: str | None) -> str:
+            stats = self.coco_stats(iou_type).tolist()
+            return coco_summary(
+                stats, iou_thresholds=self.iou_thresholds, max_dets=self.max_detection_thresholds
+            )
+
+        if len(self._iou_types) == 1:
+            return block(None)
+        return "\n".join(f"iou_type={t}\n{block(t)}" for t in self._iou_types)

@@ -56,6 +56,10 @@ def _not_an_area(x: Tensor) -> Tensor:
     return ~torch.isfinite(x) | (x < 0)
 
 
+def _not_binary(x: Tensor) -> Tensor:
+    return (x != 0) & (x != 1)
+
+
 class ValueCheck(NamedTuple):
     """A rule on the values of one input field; ``bad`` marks the offending elements."""
 
@@ -74,6 +78,8 @@ VALUE_CHECKS = (
     ValueCheck("target", "boxes", "finite box coordinates (no NaN or inf)", _non_finite),
     ValueCheck("preds", "area", "finite, non-negative areas", _not_an_area),
     ValueCheck("target", "area", "finite, non-negative areas", _not_an_area),
+    ValueCheck("preds", "masks", "masks of 0/1 values (or bool)", _not_binary),
+    ValueCheck("target", "masks", "masks of 0/1 values (or bool)", _not_binary),
 )
 
 
@@ -96,15 +102,42 @@ def _raise_for_invalid(
     fail(_item(rule.kind, image, rule.key), rule.expectation, Found(found))
 
 
-def _invalid_flags(fields: Mapping[tuple[str, str], Tensor], b: int, device: torch.device) -> Tensor:
-    """``(b, len(VALUE_CHECKS))`` flags from padded per-image fields (padding is always valid)."""
-    columns = [
-        rule.bad(fields[rule.kind, rule.key]).reshape(b, -1).any(1)
-        if (rule.kind, rule.key) in fields
-        else torch.zeros(b, dtype=torch.bool, device=device)
-        for rule in VALUE_CHECKS
-    ]
+def _invalid_flags(
+    fields: Mapping[tuple[str, str], Tensor],
+    flags: Mapping[tuple[str, str], Tensor],
+    b: int,
+    device: torch.device,
+) -> Tensor:
+    """``(b, len(VALUE_CHECKS))`` flags from padded per-image ``fields`` (padding is always valid)
+    or per-image ``flags`` ``(b,)`` computed by the caller."""
+    columns = []
+    for rule in VALUE_CHECKS:
+        key = (rule.kind, rule.key)
+        if key in flags:
+            columns.append(flags[key])
+        elif key in fields:
+            columns.append(rule.bad(fields[key]).reshape(b, -1).any(1))
+        else:
+            columns.append(torch.zeros(b, dtype=torch.bool, device=device))
     return torch.stack(columns, 1)
+
+
+def _mask_flags(masks: list[Tensor]) -> Tensor | None:
+    """Per image, whether a non-bool mask holds a value other than 0 and 1 (None: all bool)."""
+    if all(m.dtype == torch.bool for m in masks):
+        return None
+    return torch.stack(
+        [_not_binary(m).any() if m.dtype != torch.bool else m.new_zeros((), dtype=torch.bool) for m in masks]
+    )
+
+
+def _as_masks(masks: Tensor, size: tuple[int, ...]) -> Tensor:
+    """Bool ``(N, *size)`` masks from checked input masks (0/1 numbers, or an empty ``(0,)``)."""
+    if masks.dtype != torch.bool:
+        masks = masks != 0
+    if tuple(masks.shape[1:]) != size:  # an empty side without the image size
+        return torch.zeros((0, *size), dtype=torch.bool, device=masks.device)
+    return masks
 
 
 def _item(kind: str, i: int, key: str) -> str:
@@ -176,15 +209,25 @@ def _check_instance_inputs(preds: object, target: object, iou_type: str) -> list
         det_geo, gt_geo = _get("preds", i, p, geometry), _get("target", i, t, geometry)
         for kind, geo, count in (("preds", det_geo, n), ("target", gt_geo, g)):
             name = _item(kind, i, geometry)
+            empty = count == 0 and tuple(geo.shape) == (0,)  # torchmetrics' empty form
             if geometry == "masks":
-                if geo.dtype != torch.bool:
-                    fail(name, "a bool tensor of masks", Found(f"dtype {geo.dtype}"), TypeError)
-                if geo.ndim != 3 or geo.shape[0] != count:
+                if (
+                    geo.dtype != torch.bool
+                    and not is_integer_dtype(geo.dtype)
+                    and not geo.dtype.is_floating_point
+                ):
+                    fail(
+                        name,
+                        "a tensor of masks (bool or 0/1 numbers)",
+                        Found(f"dtype {geo.dtype}"),
+                        TypeError,
+                    )
+                if not empty and (geo.ndim != 3 or geo.shape[0] != count):
                     fail(name, f"a tensor of shape ({count}, H, W)", Found(f"shape {tuple(geo.shape)}"))
             else:
-                if not geo.dtype.is_floating_point:
-                    fail(name, "a floating-point tensor of boxes", Found(f"dtype {geo.dtype}"), TypeError)
-                if geo.ndim != 2 or tuple(geo.shape) != (count, 4):
+                if geo.dtype == torch.bool or geo.dtype.is_complex:
+                    fail(name, "a real-valued tensor of boxes", Found(f"dtype {geo.dtype}"), TypeError)
+                if not empty and (geo.ndim != 2 or tuple(geo.shape) != (count, 4)):
                     fail(name, f"a tensor of shape ({count}, 4)", Found(f"shape {tuple(geo.shape)}"))
         # an empty side may come without the image size (e.g. zeros(0, 0, 0)); it is not compared
         if geometry == "masks" and n and g and det_geo.shape[1:] != gt_geo.shape[1:]:
@@ -259,15 +302,20 @@ def _assemble_batch(
         for t, k in zip(target, ng, strict=True)
     ]
     gt_crowd = _pad_1d(crowd, g, torch.bool, device)
+    flags: dict[tuple[str, str], Tensor] = {}
     if iou_type == "segm":
         dets, gts = [], []
+        for kind, masks in (("preds", [p["masks"] for p in preds]), ("target", [t["masks"] for t in target])):
+            column = _mask_flags(masks)
+            if column is not None:
+                flags[kind, "masks"] = column
         for p, t in zip(preds, target, strict=True):
             det_masks, gt_masks = p["masks"], t["masks"]
-            if det_masks.shape[1:] != gt_masks.shape[1:]:  # one side is empty (checked above)
-                size = det_masks.shape[1:] if det_masks.shape[0] else gt_masks.shape[1:]
-                det_masks, gt_masks = det_masks.reshape(-1, *size), gt_masks.reshape(-1, *size)
-            dets.append(det_masks)
-            gts.append(gt_masks)
+            # an empty side may lack the image size: (0,) or (0, 0, 0) (checked above)
+            size = tuple(det_masks.shape[1:] if det_masks.shape[0] else gt_masks.shape[1:])
+            size = size if len(size) == 2 else (0, 0)
+            dets.append(_as_masks(det_masks, size))
+            gts.append(_as_masks(gt_masks, size))
         # the masks were checked above
         counts = _intersections_per_image(dets, gts, _resolve_method("auto", device))
         inters, det_counts, gt_counts = (list(x) for x in zip(*counts, strict=True))
@@ -277,8 +325,9 @@ def _assemble_batch(
         iou = mask_iou_from_intersections(_pad_2d(inters, d, g, 0), det_count, gt_count, gt_crowd)
         det_area, gt_geo_area = det_count.double(), gt_count.double()
     else:
-        det_boxes = _pad_1d([p["boxes"] for p in preds], d, torch.float64, device)
-        gt_boxes = _pad_1d([t["boxes"] for t in target], g, torch.float64, device)
+        # an empty side may come as shape (0,): reshaped to (0, 4)
+        det_boxes = _pad_1d([p["boxes"].reshape(-1, 4) for p in preds], d, torch.float64, device)
+        gt_boxes = _pad_1d([t["boxes"].reshape(-1, 4) for t in target], g, torch.float64, device)
         fields["preds", "boxes"], fields["target", "boxes"] = det_boxes, gt_boxes
         iou = box_iou(det_boxes, gt_boxes, gt_crowd, box_format=box_format)
         det_xywh, gt_xywh = _to_xywh64(det_boxes, box_format), _to_xywh64(gt_boxes, box_format)
@@ -308,7 +357,7 @@ def _assemble_batch(
     gt_labels = _pad_1d([t["labels"] for t in target], g, torch.long, device)
     fields["preds", "scores"], fields["preds", "labels"] = det_scores, det_labels
     fields["target", "labels"] = gt_labels
-    invalid = _invalid_flags(fields, len(preds), device)
+    invalid = _invalid_flags(fields, flags, len(preds), device)
     if pool_labels:
         det_labels, gt_labels = torch.zeros_like(det_labels), torch.zeros_like(gt_labels)
     return InstanceBatch(
