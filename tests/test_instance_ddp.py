@@ -51,7 +51,12 @@ def test_ddp_equals_single_process() -> None:
     # rank 1 never calls update(); micro average with per-class numbers
     idle = [[(preds[0:3], target[0:3]), (preds[3:5], target[3:5])], []]
     micro = {**KW, "average": "micro"}
-    scenarios = [(uneven, KW), (idle, micro)]
+    # both IoU types at once (prefixed records); rank 1 has no detections
+    bp, bt = random_scene(torch.Generator().manual_seed(22), num_images=5, with_boxes=True, score_levels=3)
+    empty = [{k: v[:0] for k, v in p.items()} for p in bp[3:]]
+    two_types = [[(bp[:2], bt[:2]), (bp[2:3], bt[2:3])], [(empty, bt[3:])]]
+    both = {**KW, "iou_type": ("bbox", "segm")}
+    scenarios = [(uneven, KW), (idle, micro), (two_types, both)]
     results = run_distributed(_work, scenarios, world_size=2)
     for i, (shards, kwargs) in enumerate(scenarios):
         expected = _single(shards, kwargs)
@@ -59,7 +64,7 @@ def test_ddp_equals_single_process() -> None:
             got = results[rank][i]
             assert got.keys() == expected.keys()
             for key in expected:
-                if key == "ious":  # dict of per-(image, class) tensors, [] for empty cells
+                if key.endswith("ious"):  # dict of per-(image, class) tensors, [] for empty cells
                     assert got[key].keys() == expected[key].keys()
                     for cell, value in expected[key].items():
                         mine = got[key][cell]
