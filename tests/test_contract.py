@@ -167,6 +167,13 @@ CASES = {
     "MeanAccuracy-image": _semantic(MeanAccuracy, 5, aggregation="image", per_class=True),
     "FrequencyWeightedIoU": _semantic(FrequencyWeightedIoU, 6, include_background=False),
     "SemanticMetrics": _semantic(SemanticMetrics, 7, per_class=True),
+    "MeanIoU-torchmetrics": _semantic(
+        MeanIoU, 9, per_class=True, input_format="index", compat="torchmetrics"
+    ),
+    "DiceScore-torchmetrics": _semantic(DiceScore, 10, scores=True, average="none", compat="torchmetrics"),
+    "DiceScore-torchmetrics-global": _semantic(
+        DiceScore, 11, average="weighted", aggregation_level="global", compat="torchmetrics"
+    ),
     "MultilabelMeanIoU": _multilabel(MultilabelMeanIoU, 0, per_class=True),
     "MultilabelDiceScore-image": _multilabel(MultilabelDiceScore, 1, aggregation="image"),
     "MeanAveragePrecision-segm": _instance(0, iou_type="segm", class_metrics=True),

@@ -16,7 +16,8 @@ Aggregation:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any, ClassVar, Literal
 
 from torch import Tensor
 from torchmetrics import Metric
@@ -24,6 +25,16 @@ from torchmetrics import Metric
 from torchseg_metrics._checks import check_bool, check_choice, check_class_names
 from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.counting import CountMethod
+from torchseg_metrics.functional.input_formats import (
+    INPUT_FORMATS,
+    SEMANTIC_COMPAT,
+    InputFormat,
+    SemanticCompat,
+    check_aggregation_level,
+    check_input_format,
+    dice_from_overlaps,
+    iou_from_overlaps,
+)
 from torchseg_metrics.functional.semantic import (
     DICE_AVERAGES,
     NORMALIZE,
@@ -37,6 +48,14 @@ from torchseg_metrics.functional.semantic import (
     semantic_stats_update,
 )
 from torchseg_metrics.functional.semantic_metrics import dice_key
+from torchseg_metrics.semantic_torchmetrics import (
+    add_overlap_states,
+    check_semantic_compat,
+    dice_from_overlap_state,
+    mean_iou_from_overlap_state,
+    num_out,
+    update_overlaps,
+)
 
 __all__ = [
     "ConfusionMatrix",
@@ -68,12 +87,14 @@ class _SemanticMetric(Metric):
         include_background: bool = True,
         class_names: Sequence[str] | None = None,
         method: CountMethod = "auto",
+        input_format: InputFormat | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.num_classes, self.ignore_index = check_semantic_args(
             num_classes, ignore_index, include_background, aggregation, method
         )
+        self.input_format = check_input_format(input_format)
         self.per_class = check_bool("per_class", per_class)
         self.aggregation = aggregation
         self.include_background = include_background
@@ -81,7 +102,8 @@ class _SemanticMetric(Metric):
         self.method = method
         for name, value in empty_semantic_stats(self.num_classes, aggregation).items():
             self.add_state(name, default=value, dist_reduce_fx="sum")
-        add_config_state(self, [self.ignore_index, include_background])
+        formats = (None, *INPUT_FORMATS)
+        add_config_state(self, [self.ignore_index, include_background, formats.index(self.input_format)])
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch: ``preds`` labels or scores ``(N, C, ...)``; ``target`` labels ``(N, ...)``.
@@ -100,6 +122,7 @@ class _SemanticMetric(Metric):
             include_background=self.include_background,
             aggregation=self.aggregation,
             method=self.method,
+            input_format=self.input_format,
         )
         # all checks passed: now mutate. Out of place on purpose: under Lightning's ddp_spawn the
         # initial states live in memory shared between ranks, where an in-place add counts twice.
@@ -115,6 +138,7 @@ class _SemanticMetric(Metric):
             include_background=self.include_background,
             aggregation=self.aggregation,
             keys=keys or None,
+            input_format=self.input_format,
         )
 
     def plot(self, val: Any = None, ax: Any = None) -> Any:
@@ -169,12 +193,17 @@ class ConfusionMatrix(_SemanticMetric):
 class MeanIoU(_SemanticMetric):
     """Mean intersection over union (Jaccard index), or per-class IoU with ``per_class=True``.
 
-    Drop-in for torchmetrics' ``segmentation.MeanIoU(num_classes, per_class=...,
-    include_background=...)`` with index inputs, but dataset-level by default: torchmetrics scores
+    Takes torchmetrics' ``segmentation.MeanIoU(num_classes, include_background, per_class,
+    input_format)`` arguments, in its order, but is dataset-level by default: torchmetrics scores
     each image and averages, so a class's IoU depends on how pixels fall into images and small
     images weigh as much as large ones. ``aggregation="image"`` gives torchmetrics' per-class values
-    exactly and, as the mean, the average over images of its functional ``mean_iou`` (its class
-    instead pools all defined (image, class) values in one flat mean).
+    (for one-hot or index inputs with one class per pixel) and, as the mean, the average over
+    images of its functional ``mean_iou``; ``compat="torchmetrics"`` gives its class's numbers
+    exactly (float32, -1 for a class never defined, one flat mean over (image, class) values,
+    multi-hot one-hot pixels counted per class; see :mod:`torchseg_metrics.semantic_torchmetrics`).
+
+    ``input_format``: None (label maps or scores; integer inputs that could be one-hot masks are
+    refused), ``"index"``, ``"one-hot"`` (``(N, C, ...)`` 0/1 masks on both sides) or ``"mixed"``.
 
     Example:
         >>> import torch
@@ -184,14 +213,52 @@ class MeanIoU(_SemanticMetric):
         tensor([0.5000, 0.3333, 0.6667], dtype=torch.float64)
     """
 
+    def __init__(
+        self,
+        num_classes: int,
+        include_background: bool = True,
+        per_class: bool = False,
+        input_format: InputFormat | None = None,
+        *,
+        compat: SemanticCompat = "standard",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            num_classes,
+            include_background=include_background,
+            per_class=per_class,
+            input_format=input_format,
+            **kwargs,
+        )
+        self.compat = check_semantic_compat(self, compat)
+        if self.compat == "torchmetrics":
+            add_overlap_states(self, num_out(self))
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """Add a batch (see :meth:`_SemanticMetric.update`; one-hot forms with ``input_format``)."""
+        if self.compat == "torchmetrics":
+            update_overlaps(self, preds, target, iou_from_overlaps)
+        else:
+            super().update(preds, target)
+
     def compute(self) -> Tensor:
-        """mIoU (float64 scalar) or per-class IoU (float64 ``(C,)``, NaN where undefined)."""
+        """mIoU (float64 scalar) or per-class IoU (float64 ``(C,)``, NaN where undefined);
+        float32 with torchmetrics' -1 under ``compat="torchmetrics"``."""
+        if self.compat == "torchmetrics":
+            return mean_iou_from_overlap_state(self)
         key = "iou" if self.per_class else "miou"
         return self._all_scores(key)[key]
 
 
 class DiceScore(_SemanticMetric):
-    """Dice score (F1) per class or averaged (``average``: macro, micro, weighted or none).
+    """Dice score (F1) per class or averaged (``average``: macro, micro, weighted, none or None).
+
+    Takes torchmetrics' ``segmentation.DiceScore(num_classes, include_background, average,
+    aggregation_level, input_format)`` arguments, in its order. ``aggregation_level``: ``"global"``
+    (dataset-level, the default here) or ``"samplewise"`` (per image, then the mean over images:
+    torchmetrics' default), the same as ``aggregation="dataset"`` / ``"image"``.
+    ``compat="torchmetrics"`` gives torchmetrics' numbers exactly (float32, its NaN rules, its
+    default ``"samplewise"``, multi-hot one-hot pixels counted per class).
 
     Example:
         >>> import torch
@@ -201,13 +268,52 @@ class DiceScore(_SemanticMetric):
         tensor([0.6667, 0.5000, 0.8000], dtype=torch.float64)
     """
 
-    def __init__(self, num_classes: int, *, average: DiceAverage = "macro", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        include_background: bool = True,
+        average: DiceAverage | None = "macro",
+        aggregation_level: Literal["samplewise", "global"] | None = None,
+        input_format: InputFormat | None = None,
+        *,
+        compat: SemanticCompat = "standard",
+        **kwargs: Any,
+    ) -> None:
+        average = "none" if average is None else average
         check_choice("average", average, DICE_AVERAGES)
-        super().__init__(num_classes, **kwargs)
+        check_choice("compat", compat, SEMANTIC_COMPAT)
+        aggregation = kwargs.pop("aggregation", "dataset")
+        level = check_aggregation_level(aggregation_level, compat, aggregation)
+        if compat == "standard":
+            aggregation = "dataset" if level == "global" else "image"
+        super().__init__(
+            num_classes,
+            include_background=include_background,
+            aggregation=aggregation,
+            input_format=input_format,
+            **kwargs,
+        )
         self.average = "none" if self.per_class else average
+        self.aggregation_level = level
+        self.compat = check_semantic_compat(self, compat)
+        if self.compat == "torchmetrics":
+            width = num_out(self) if self.average == "none" else 1
+            add_overlap_states(self, None if level == "global" else width)
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """Add a batch (see :meth:`_SemanticMetric.update`; one-hot forms with ``input_format``)."""
+        if self.compat != "torchmetrics":
+            super().update(preds, target)
+            return
+        per_image = (
+            None if self.aggregation_level == "global" else partial(dice_from_overlaps, average=self.average)
+        )
+        update_overlaps(self, preds, target, per_image)
 
     def compute(self) -> Tensor:
-        """The Dice value that ``average`` asks for, float64."""
+        """The Dice value that ``average`` asks for, float64 (float32 under ``compat="torchmetrics"``)."""
+        if self.compat == "torchmetrics":
+            return dice_from_overlap_state(self)
         key = dice_key(self.average)
         return self._all_scores(key)[key]
 

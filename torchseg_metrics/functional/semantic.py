@@ -23,6 +23,7 @@ from torch import Tensor
 from torchseg_metrics._checks import check_bool, check_choice, check_optional_int, check_positive_int
 from torchseg_metrics.functional.confusion import _confusion_matrix_update
 from torchseg_metrics.functional.counting import COUNT_METHODS, CountMethod
+from torchseg_metrics.functional.input_formats import check_input_format, index_inputs, is_one_hot_target
 from torchseg_metrics.functional.scores import (
     MEAN_SCORES,
     PER_CLASS_SCORES,
@@ -81,13 +82,18 @@ def semantic_stats_update(
     include_background: bool = True,
     aggregation: str = "dataset",
     method: CountMethod = "auto",
+    input_format: str | None = None,
 ) -> dict[str, Tensor]:
     """Statistics increments of one batch (keys as :func:`empty_semantic_stats`).
+
+    ``input_format`` (see :mod:`~torchseg_metrics.functional.input_formats`) converts one-hot
+    inputs to label maps first.
 
     On CPU the value checks run at once (host data: no device sync) and raise before anything is
     returned; on other devices the offending pixels are counted in ``num_invalid`` and
     :func:`semantic_from_stats` raises.
     """
+    preds, target = index_inputs(preds, target, num_classes, input_format, ignore_index)
     preds, target = check_semantic_inputs(preds, target, num_classes)
     labels, nan_pixels = labels_from_preds(preds)
     per_image = aggregation == "image"
@@ -97,7 +103,9 @@ def semantic_stats_update(
     )
     num_invalid = torch.stack([invalid.sum(), nan_pixels])
     if target.device.type == "cpu":
-        raise_for_invalid(num_invalid, num_classes, ignore_index, target)
+        raise_for_invalid(
+            num_invalid, num_classes, ignore_index, target, one_hot=is_one_hot_target(input_format)
+        )
     if not per_image:
         return {"confmat": confmat, "num_invalid": num_invalid}
     keep = class_mask(num_classes, ignore_index, include_background, target.device)
@@ -121,6 +129,7 @@ def semantic_from_stats(
     include_background: bool = True,
     aggregation: str = "dataset",
     keys: Collection[str] | None = None,
+    input_format: str | None = None,
 ) -> dict[str, Tensor]:
     """Every score from summed statistics: per-class ``iou``/``dice``/``accuracy`` (class 0 dropped
     when ``include_background`` is False), the means of :data:`MEAN_SCORES`, and ``confmat`` (C, C);
@@ -131,7 +140,7 @@ def semantic_from_stats(
     """
     confmat = stats["confmat"]
     c = confmat.shape[0]
-    raise_for_invalid(stats["num_invalid"], c, ignore_index)
+    raise_for_invalid(stats["num_invalid"], c, ignore_index, one_hot=is_one_hot_target(input_format))
     if aggregation == "image":
         class_sum, class_count = stats["image_class_sum"], stats["image_class_count"]
         per_class = class_sum / class_count  # 0 / 0 = NaN: defined in no image
@@ -158,11 +167,19 @@ def _functional(
     include_background: bool,
     aggregation: str,
     *keys: str,
+    input_format: str | None = None,
 ) -> dict[str, Tensor]:
     """The functional forms' common body: the scores named in ``keys`` (all when none) and ``confmat``."""
     c, ignore = check_semantic_args(num_classes, ignore_index, include_background, aggregation, "auto")
+    input_format = check_input_format(input_format)
     stats = semantic_stats_update(
-        preds, target, c, ignore_index=ignore, include_background=include_background, aggregation=aggregation
+        preds,
+        target,
+        c,
+        ignore_index=ignore,
+        include_background=include_background,
+        aggregation=aggregation,
+        input_format=input_format,
     )
     return semantic_from_stats(
         stats,
@@ -170,6 +187,7 @@ def _functional(
         include_background=include_background,
         aggregation=aggregation,
         keys=keys or None,
+        input_format=input_format,
     )
 
 

@@ -125,14 +125,25 @@ def _channel_argmax(scores: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def raise_for_invalid(
-    num_invalid: Tensor, num_classes: int, ignore_index: int | None, target: Tensor | None = None
+    num_invalid: Tensor,
+    num_classes: int,
+    ignore_index: int | None,
+    target: Tensor | None = None,
+    one_hot: bool = False,
 ) -> None:
     """Raise if ``num_invalid`` = (bad target pixels, NaN score pixels) is not all zero.
 
     Reads two numbers to the host: call it in ``compute()``, or in ``update()`` only for CPU tensors.
-    ``target``, when given (host data), supplies an example of an offending value for the message.
+    ``target``, when given (host data), supplies an example of an offending value for the message;
+    ``one_hot`` (a one-hot target) names that form in it.
     """
     bad_target, nan_scores = (int(v) for v in num_invalid.tolist())
+    if bad_target and one_hot:
+        fail(
+            "target",
+            "one-hot: a single 1 (others 0) per pixel",
+            Found(f"{bad_target} pixels with other vectors"),
+        )
     if bad_target:
         allowed = f"[0, {num_classes})" + (
             f" or ignore_index={ignore_index}" if ignore_index is not None else ""

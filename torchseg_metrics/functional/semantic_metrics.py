@@ -6,14 +6,28 @@ with the same arguments and the same **Aggregation** rules (dataset-level by def
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor
 
-from torchseg_metrics._checks import check_bool, check_choice
+from torchseg_metrics._checks import check_bool, check_choice, fail
+from torchseg_metrics.functional.input_formats import (
+    SEMANTIC_COMPAT,
+    InputFormat,
+    SemanticCompat,
+    check_aggregation_level,
+    check_input_format,
+    dice_from_overlaps,
+    iou_from_overlaps,
+    overlaps_update,
+    raise_for_invalid_overlaps,
+)
 from torchseg_metrics.functional.semantic import (
     DICE_AVERAGES,
     Aggregation,
     DiceAverage,
     _functional,
+    check_semantic_args,
 )
 
 
@@ -40,27 +54,61 @@ def semantic_metrics(
     return _functional(preds, target, num_classes, ignore_index, include_background, aggregation)
 
 
+def _overlaps(
+    preds: Tensor,
+    target: Tensor,
+    num_classes: int,
+    include_background: bool,
+    input_format: str | None,
+    ignore_index: int | None,
+    aggregation: str,
+) -> Tensor:
+    """torchmetrics' per-image ``[intersection, pred, target]`` counts ``(N, C', 3)``, checked."""
+    c, ignore = check_semantic_args(num_classes, ignore_index, include_background, aggregation, "auto")
+    if aggregation != "dataset":
+        fail(
+            "aggregation",
+            "left at 'dataset' with compat='torchmetrics' (which has its own rules)",
+            aggregation,
+        )
+    input_format = check_input_format(input_format)
+    counts, invalid = overlaps_update(
+        preds, target, c, input_format, ignore_index=ignore, include_background=include_background
+    )
+    raise_for_invalid_overlaps(invalid, c, ignore, input_format)
+    return counts
+
+
 def mean_iou(
     preds: Tensor,
     target: Tensor,
     num_classes: int,
+    include_background: bool = True,
+    per_class: bool = False,
+    input_format: InputFormat | None = None,
     *,
     ignore_index: int | None = None,
-    per_class: bool = False,
-    include_background: bool = True,
     aggregation: Aggregation = "dataset",
+    compat: SemanticCompat = "standard",
 ) -> Tensor:
     """Mean IoU (Jaccard) over classes, or per-class IoU with ``per_class=True``.
 
+    The arguments of torchmetrics' ``functional.segmentation.mean_iou``, in its order, and ours.
+
     Args:
-        preds (Tensor[N, ...] int | Tensor[N, C, ...] float): labels, or scores reduced by argmax.
-        target (Tensor[N, ...] int): target labels.
+        preds (Tensor[N, ...] int | Tensor[N, C, ...] float): labels, or scores reduced by argmax
+            (one-hot masks with ``input_format``).
+        target (Tensor[N, ...] int): target labels (one-hot masks with ``input_format``).
         num_classes: ``C``.
+        include_background: when False, class 0 is dropped from output and mean.
+        per_class: return the ``(C,)`` vector instead of the mean.
+        input_format: None / ``"index"`` / ``"one-hot"`` / ``"mixed"`` (see
+            :mod:`~torchseg_metrics.functional.input_formats`).
         ignore_index: target value whose pixels are dropped (any value; inside ``[0, C)`` that
             class is NaN in per-class output and left out of the mean).
-        per_class: return the ``(C,)`` vector instead of the mean.
-        include_background: when False, class 0 is dropped from output and mean.
         aggregation: ``"dataset"`` (one confusion matrix) or ``"image"`` (mean of per-image values).
+        compat: ``"torchmetrics"`` returns torchmetrics' output instead: one value per image,
+            ``(N,)`` or ``(N, C)`` with -1 for undefined classes, float32.
 
     Aggregation:
         Dataset-level by default; absent classes are NaN and skipped; predicted-but-absent counts 0.
@@ -75,24 +123,41 @@ def mean_iou(
         >>> target = torch.tensor([[[0, 1, 2], [2, 2, 1]]])
         >>> mean_iou(preds, target, num_classes=3, per_class=True)
         tensor([0.5000, 0.3333, 0.6667], dtype=torch.float64)
+        >>> mean_iou(preds, target, 3, compat="torchmetrics")
+        tensor([0.5000])
     """
     check_bool("per_class", per_class)
+    check_choice("compat", compat, SEMANTIC_COMPAT)
+    if compat == "torchmetrics":
+        args = (num_classes, include_background, input_format, ignore_index, aggregation)
+        counts = _overlaps(preds, target, *args)
+        iou = iou_from_overlaps(counts)
+        return iou.nan_to_num(-1.0) if per_class else iou.nansum(-1) / (~iou.isnan()).sum(-1)
     key = "iou" if per_class else "miou"
-    return _functional(preds, target, num_classes, ignore_index, include_background, aggregation, key)[key]
+    fixed = (num_classes, ignore_index, include_background, aggregation)
+    return _functional(preds, target, *fixed, key, input_format=input_format)[key]
 
 
 def dice_score(
     preds: Tensor,
     target: Tensor,
     num_classes: int,
+    include_background: bool = True,
+    average: DiceAverage | None = "macro",
+    input_format: InputFormat | None = None,
+    aggregation_level: Literal["samplewise", "global"] | None = None,
     *,
     ignore_index: int | None = None,
-    average: DiceAverage = "macro",
-    include_background: bool = True,
     aggregation: Aggregation = "dataset",
+    compat: SemanticCompat = "standard",
 ) -> Tensor:
-    """Dice (F1) per class (``average="none"``) or averaged: ``"macro"`` (mean over classes),
-    ``"micro"`` (pooled over classes), ``"weighted"`` (by target pixel share).
+    """Dice (F1) per class (``average="none"`` or None) or averaged: ``"macro"`` (mean over
+    classes), ``"micro"`` (pooled over classes), ``"weighted"`` (by target pixel share).
+
+    The arguments of torchmetrics' ``functional.segmentation.dice_score``, in its order, and ours;
+    ``aggregation_level`` ``"global"`` / ``"samplewise"`` means ``aggregation="dataset"`` /
+    ``"image"``. ``compat="torchmetrics"`` returns torchmetrics' output: one value per image
+    (``"samplewise"``, its default) or one row (``"global"``), float32.
 
     Example:
         >>> import torch
@@ -101,9 +166,20 @@ def dice_score(
         >>> dice_score(preds, target, num_classes=3, average="none")
         tensor([0.6667, 0.5000, 0.8000], dtype=torch.float64)
     """
+    average = "none" if average is None else average
     check_choice("average", average, DICE_AVERAGES)
+    check_choice("compat", compat, SEMANTIC_COMPAT)
+    level = check_aggregation_level(aggregation_level, compat, aggregation)
+    if compat == "torchmetrics":
+        args = (num_classes, include_background, input_format, ignore_index, aggregation)
+        counts = _overlaps(preds, target, *args)
+        if level == "global":
+            counts = counts.sum(0, keepdim=True)
+        return dice_from_overlaps(counts, average)
     key = dice_key(average)
-    return _functional(preds, target, num_classes, ignore_index, include_background, aggregation, key)[key]
+    aggregation = "dataset" if level == "global" else "image"
+    fixed = (num_classes, ignore_index, include_background, aggregation)
+    return _functional(preds, target, *fixed, key, input_format=input_format)[key]
 
 
 _DICE_KEYS = {"none": "dice", "macro": "mdice", "micro": "dice_micro", "weighted": "dice_weighted"}

@@ -1,0 +1,185 @@
+"""MeanIoU / DiceScore with torchmetrics' arguments and input forms, against torchmetrics 1.9 itself.
+
+``compat="torchmetrics"`` must give torchmetrics' numbers (float32, to float32 rounding) for every
+``input_format``, ``include_background``, ``per_class`` / ``average`` and ``aggregation_level``;
+the default rules take the same arguments and give the dataset-level numbers of the index form.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torchmetrics.functional.segmentation import dice_score as tm_dice_score
+from torchmetrics.functional.segmentation import mean_iou as tm_mean_iou
+from torchmetrics.segmentation import DiceScore as TMDiceScore
+from torchmetrics.segmentation import MeanIoU as TMMeanIoU
+
+from torchseg_metrics.functional import dice_score, mean_iou
+from torchseg_metrics.semantic import DiceScore, MeanIoU
+
+C = 4
+
+
+def _batches(seed: int, input_format: str, kind: str = "random", n: int = 3, size: tuple = (9, 11)):
+    """Three batches of ``(preds, target)`` in ``input_format``: random binary masks (multi-hot and
+    empty pixels included, as torchmetrics' own tests draw them) or one class per pixel, some
+    classes absent."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for b in range(3):
+        if kind == "random" and input_format == "one-hot":
+            p = torch.randint(0, 2, (n + b % 2, C, *size), generator=gen)
+            t = torch.randint(0, 2, (n + b % 2, C, *size), generator=gen)
+        else:
+            p = torch.randint(0, C, (n + b % 2, *size), generator=gen)
+            t = torch.randint(0, C - 1, (n + b % 2, *size), generator=gen)  # class C - 1 never a target
+            t[0] = 0  # an image of one class only
+            if input_format == "one-hot":
+                p, t = (torch.nn.functional.one_hot(x, C).movedim(-1, 1) for x in (p, t))
+            elif input_format == "mixed":
+                p = torch.nn.functional.one_hot(p, C).movedim(-1, 1)
+        out.append((p, t))
+    return out
+
+
+def _run(metric, batches):
+    for p, t in batches:
+        metric.update(p, t)
+    return metric.compute()
+
+
+def _close(ours: torch.Tensor, ref: torch.Tensor) -> None:
+    assert ours.dtype == ref.dtype and ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref, rtol=2e-6, atol=1e-6, equal_nan=True)
+
+
+CASES = list(itertools.product(["one-hot", "index", "mixed"], [True, False], ["random", "labels"]))
+
+
+@pytest.mark.parametrize(("input_format", "include_background", "kind"), CASES)
+@pytest.mark.parametrize("per_class", [False, True])
+def test_mean_iou_compat_equals_torchmetrics(input_format, include_background, kind, per_class) -> None:
+    batches = _batches(1, input_format, kind)
+    kw = {"include_background": include_background, "per_class": per_class, "input_format": input_format}
+    ours = _run(MeanIoU(C, **kw, compat="torchmetrics"), batches)
+    _close(ours, _run(TMMeanIoU(num_classes=C, **kw), batches))
+
+
+@pytest.mark.parametrize(("input_format", "include_background", "kind"), CASES)
+@pytest.mark.parametrize("average", ["micro", "macro", "weighted", "none", None])
+@pytest.mark.parametrize("level", ["samplewise", "global"])
+@pytest.mark.filterwarnings("ignore:DiceScore metric currently defaults")
+def test_dice_score_compat_equals_torchmetrics(
+    input_format, include_background, kind, average, level
+) -> None:
+    batches = _batches(2, input_format, kind)
+    args = (C, include_background, average, level, input_format)  # torchmetrics' positional order
+    ours = _run(DiceScore(*args, compat="torchmetrics"), batches)
+    _close(ours, _run(TMDiceScore(*args), batches))
+
+
+def test_torchmetrics_docstring_inputs_and_defaults() -> None:
+    # torchmetrics' MeanIoU docstring example: random binary (10, 3, 128, 128) masks
+    preds = torch.randint(0, 2, (10, 3, 128, 128), generator=torch.Generator().manual_seed(42))
+    target = torch.randint(0, 2, (10, 3, 128, 128), generator=torch.Generator().manual_seed(43))
+    for kw in ({}, {"per_class": True}, {"per_class": True, "include_background": False}):
+        ours = MeanIoU(3, input_format="one-hot", compat="torchmetrics", **kw)(preds, target)
+        _close(ours, TMMeanIoU(num_classes=3, **kw)(preds, target))
+    # DiceScore's defaults under compat: samplewise, macro
+    dice = DiceScore(3, input_format="one-hot", compat="torchmetrics")
+    assert dice.aggregation_level == "samplewise"
+    _close(dice(preds, target), TMDiceScore(num_classes=3)(preds, target))
+
+
+def test_default_rules_take_one_hot_and_mixed_inputs_as_labels() -> None:
+    # one class per pixel: the one-hot and mixed forms give the index form's numbers, bit for bit
+    index = _batches(3, "index", "labels")
+    for input_format in ("one-hot", "mixed"):
+        other = _batches(3, input_format, "labels")
+        for cls, kw in ((MeanIoU, {"per_class": True}), (DiceScore, {"average": "none"})):
+            expected = _run(cls(C, **kw), index)
+            assert torch.equal(_run(cls(C, input_format=input_format, **kw), other), expected)
+    # aggregation_level maps onto aggregation
+    samplewise = _run(DiceScore(C, aggregation_level="samplewise"), index)
+    assert torch.equal(samplewise, _run(DiceScore(C, aggregation="image"), index))
+    with pytest.raises(ValueError, match="`aggregation` must be 'dataset' \\(or left out\\)"):
+        DiceScore(C, aggregation_level="global", aggregation="image")
+
+
+def test_one_hot_pixels_without_a_single_class() -> None:
+    p, t = _batches(4, "one-hot", "labels")[0]
+    metric = MeanIoU(C, per_class=True, input_format="one-hot")
+    metric.update(p, t)
+    before = metric.confmat.clone()
+    multi = t.clone()
+    multi[0, :, 0, 0] = 1  # a target pixel of every class
+    with pytest.raises(
+        ValueError, match=r"`target` must be one-hot: a single 1 \(others 0\) per pixel, got 1 pix"
+    ):
+        metric.update(p, multi)
+    assert torch.equal(metric.confmat, before)
+    # a prediction pixel with no class is a miss: the same as a label outside [0, C)
+    empty = p.clone()
+    empty[1, :, 2, 3] = 0
+    labels = p.argmax(1)
+    labels[1, 2, 3] = C
+    got = MeanIoU(C, per_class=True, input_format="one-hot")(empty, t)
+    assert torch.equal(got, MeanIoU(C, per_class=True)(labels, t.argmax(1)))
+
+
+def test_ambiguous_integer_inputs_need_an_input_format() -> None:
+    p, t = _batches(5, "one-hot", "labels")[0]
+    with pytest.raises(ValueError, match=r"`input_format` must be 'index' or 'one-hot' for integer inputs"):
+        MeanIoU(C).update(p, t)
+    MeanIoU(C, input_format="index").update(p, t)  # said explicitly: label maps of a 3-D volume
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"compat": "torchmetric"}, ValueError, "Did you mean 'torchmetrics'"),
+        ({"input_format": "onehot"}, ValueError, "Did you mean 'one-hot'"),
+        ({"compat": "torchmetrics", "aggregation": "image"}, ValueError, "`aggregation` must be left at"),
+        (
+            {"compat": "torchmetrics", "input_format": "one-hot", "ignore_index": 0},
+            ValueError,
+            "`ignore_index`",
+        ),
+    ],
+)
+def test_argument_errors(kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        MeanIoU(C, **kwargs)
+
+
+def test_compat_state_is_small_and_values_checked_off_the_cpu() -> None:
+    metric = DiceScore(C, average="none", input_format="one-hot", compat="torchmetrics")
+    assert {k: tuple(v.shape) for k, v in metric.metric_state.items() if k.startswith("overlap")} == {
+        "overlap_score": (C,),
+        "overlap_count": (C,),
+        "overlap_invalid": (2,),
+    }
+    p, t = _batches(6, "one-hot")[0]
+    with pytest.raises(ValueError, match=r"`target` must be 0/1 one-hot masks"):
+        metric.update(p, t * 3)
+    assert int(metric.overlap_count.sum()) == 0
+
+
+@pytest.mark.parametrize(("input_format", "include_background", "kind"), CASES)
+@pytest.mark.filterwarnings("ignore:dice_score metric currently defaults")
+def test_functional_forms_take_torchmetrics_arguments(input_format, include_background, kind) -> None:
+    p, t = _batches(7, input_format, kind)[1]
+    for per_class in (False, True):
+        args = (C, include_background, per_class, input_format)  # torchmetrics' positional order
+        _close(mean_iou(p, t, *args, compat="torchmetrics"), tm_mean_iou(p, t, *args))
+    for average, level in itertools.product(["micro", "macro", "weighted", "none"], ["samplewise", "global"]):
+        args = (C, include_background, average, input_format, level)
+        _close(dice_score(p, t, *args, compat="torchmetrics"), tm_dice_score(p, t, *args))
+    if kind == "labels":  # one class per pixel: the default rules read every form as label maps
+        index = _batches(7, "index", kind)[1]
+        assert torch.equal(
+            mean_iou(p, t, C, include_background, True, input_format),
+            mean_iou(*index, C, include_background, True),
+        )
