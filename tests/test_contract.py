@@ -251,6 +251,14 @@ def test_pickle_clone_state_dict_and_reset(case: Case) -> None:
     assert_same(_run(metric, case.batches), expected)
 
 
+@pytest.mark.filterwarnings("ignore:This property will be removed in 2.0.0:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The TorchScript type system doesn't support instance-level")
+def test_torch_jit_script(case: Case) -> None:
+    # torchmetrics' own class tests script every metric (MetricTester's check_scriptable)
+    scripted = torch.jit.script(case.make())
+    assert isinstance(scripted, torch.jit.ScriptModule)
+
+
 def test_failed_update_leaves_state_unchanged(case: Case) -> None:
     metric = case.make()
     metric.update(*case.batches[0])
