@@ -1,4 +1,9 @@
-"""COCO-exact instance mask and box AP/AR as a ``torchmetrics.Metric``: :class:`MeanAveragePrecision`."""
+"""COCO-exact instance mask and box AP/AR as a ``torchmetrics.Metric``: :class:`MeanAveragePrecision`.
+
+A thin shell over :mod:`torchseg_metrics.functional.coco_records`: ``update()`` appends the
+records of each batch, ``compute()`` reduces them (the functional twin is
+:func:`~torchseg_metrics.functional.mean_average_precision`).
+"""
 
 from __future__ import annotations
 
@@ -12,51 +17,22 @@ from torchmetrics.utilities.data import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 from torchmetrics.utilities.prints import rank_zero_warn
 
-from torchseg_metrics._checks import Found, check_bool, check_choice, fail
+from torchseg_metrics._checks import Found, fail
 from torchseg_metrics._config_state import add_config_state
-from torchseg_metrics._transfer import to_device
-from torchseg_metrics.functional.box_iou import BOX_FORMATS
-from torchseg_metrics.functional.coco_accumulate import (
-    CocoEvalArrays,
-    _coco_accumulate,
-    coco_summary_from_arrays,
-    ious_by_cell,
-    per_class_from_arrays,
+from torchseg_metrics.functional.coco_params import COCO_AREA_RANGES
+from torchseg_metrics.functional.coco_records import (
+    AR_NAMES,
+    STAT_NAMES,
+    CocoParams,
+    assemble_batches,
+    coco_records_update,
+    coco_results_from_records,
+    parse_coco_params,
+    record_layout,
 )
-from torchseg_metrics.functional.coco_matching import (
-    _coco_match_update,
-    _pack_match_flags,
-    _unpack_match_flags,
-)
-from torchseg_metrics.functional.coco_params import (
-    COCO_AREA_RANGES,
-    COCO_IOU_THRESHOLDS,
-    COCO_REC_THRESHOLDS,
-    max_detections_tuple,
-    thresholds_tensor,
-)
-from torchseg_metrics.instance_inputs import (
-    VALUE_CHECKS,
-    InstanceBatch,
-    _assemble_batch,
-    _check_instance_inputs,
-    _item,
-    _raise_for_invalid,
-)
+from torchseg_metrics.functional.instance_inputs import VALUE_CHECKS, _item, _raise_for_invalid
 
 _NO_IMAGE = 2**62  # "no offending image" in the min-reduced value-check states
-#: Records that depend on the IoU type (the others, scores and labels in score order, do not).
-_TYPED = frozenset({"det_rank", "det_flags", "gt_flags", "det_rank_class", "det_flags_class", "ext_ious"})
-
-
-def _parse_iou_types(iou_type: object) -> tuple[str, ...]:
-    """``"bbox"``, ``"segm"`` or a tuple / list of them (torchmetrics' forms) as a tuple without repeats."""
-    types = (iou_type,) if isinstance(iou_type, str) else iou_type
-    if not isinstance(types, (tuple, list)) or not types:
-        fail("iou_type", "'bbox', 'segm' or a tuple of them", iou_type)
-    for t in types:  # type: ignore[union-attr]
-        check_choice("iou_type", t, ["bbox", "segm"])
-    return tuple(dict.fromkeys(types))  # type: ignore[arg-type]
 
 
 def _warn_many_detections(limit: int) -> None:
@@ -66,10 +42,6 @@ def _warn_many_detections(limit: int) -> None:
         " more, or set the attribute `warn_on_many_detections = False` on the metric to silence this.",
         UserWarning,
     )
-
-
-_STAT_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
-_AR_NAMES = ("mar_small", "mar_medium", "mar_large")
 
 
 class MeanAveragePrecision(Metric):
@@ -165,7 +137,7 @@ class MeanAveragePrecision(Metric):
     def __init__(
         self,
         box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy",
-        iou_type: Literal["bbox", "segm"] = "bbox",
+        iou_type: Literal["bbox", "segm"] | tuple[str, ...] = "bbox",
         iou_thresholds: Sequence[float] | None = None,
         rec_thresholds: Sequence[float] | None = None,
         max_detection_thresholds: Sequence[int] | None = None,
@@ -179,50 +151,25 @@ class MeanAveragePrecision(Metric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        check_choice("box_format", box_format, BOX_FORMATS)
-        self._iou_types = _parse_iou_types(iou_type)
-        iou_type = self._iou_types[0] if len(self._iou_types) == 1 else self._iou_types  # type: ignore[assignment]
-        check_choice("average", average, ["macro", "micro"])
-        check_choice("backend", backend, ["pycocotools", "faster_coco_eval"])
-        check_choice("matching", matching, ["auto", "parallel", "sequential"])
-        self.box_format, self.iou_type, self.average, self.backend = box_format, iou_type, average, backend
-        self.class_metrics = check_bool("class_metrics", class_metrics)
-        self.extended_summary = check_bool("extended_summary", extended_summary)
-        self.precision_eps = check_bool("precision_eps", precision_eps)
-        self.matching = matching
-        iou_thr = thresholds_tensor("iou_thresholds", iou_thresholds, COCO_IOU_THRESHOLDS)
-        rec_thr = thresholds_tensor("rec_thresholds", rec_thresholds, COCO_REC_THRESHOLDS)
-        self.iou_thresholds: list[float] = iou_thr.tolist()
-        self.rec_thresholds: list[float] = rec_thr.tolist()
-        self.max_detection_thresholds: list[int] = list(max_detections_tuple(max_detection_thresholds))
-        self.register_buffer("_iou_thr", iou_thr, persistent=False)
-        self.register_buffer("_rec_thr", rec_thr, persistent=False)
+        params = parse_coco_params(
+            box_format, iou_type, iou_thresholds, rec_thresholds, max_detection_thresholds,
+            class_metrics, extended_summary, average, backend, precision_eps, matching,
+        )  # fmt: skip
+        self._coco_params = params
+        self._iou_types = params.iou_types
+        self.iou_type = params.iou_types[0] if len(params.iou_types) == 1 else params.iou_types
+        self.box_format, self.average, self.backend = box_format, average, backend
+        self.class_metrics, self.extended_summary = params.class_metrics, params.extended_summary
+        self.precision_eps, self.matching = params.precision_eps, matching
+        self.iou_thresholds: list[float] = params.iou_thr.tolist()
+        self.rec_thresholds: list[float] = params.rec_thr.tolist()
+        self.max_detection_thresholds: list[int] = list(params.max_dets)
+        self.register_buffer("_iou_thr", params.iou_thr, persistent=False)
+        self.register_buffer("_rec_thr", params.rec_thr, persistent=False)
         self.register_buffer(
             "_area_rng", torch.tensor(COCO_AREA_RANGES, dtype=torch.float64), persistent=False
         )
-        t, a = len(self.iou_thresholds), len(COCO_AREA_RANGES)
-        width = -(-2 * t * a // 8)
-        # per detection: score, class, rank in its (image, class) cell, packed matched/ignored bits
-        self._records: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {
-            "det_scores": (torch.float64, ()),
-            "det_labels": (torch.long, ()),
-            "det_rank": (torch.int32, ()),
-            "det_flags": (torch.uint8, (width,)),
-            "gt_labels": (torch.long, ()),
-            "gt_flags": (torch.uint8, ()),
-        }
-        if self.extended_summary:  # opt-in, O(detections x ground truths) per image: the ``ious`` output
-            self._records.update({"ext_ious": (torch.float64, ()), "ext_counts": (torch.long, (2,))})
-        if average == "micro" and self.class_metrics:  # per-class numbers need per-class matching too
-            self._records.update(
-                {"det_rank_class": (torch.int32, ()), "det_flags_class": (torch.uint8, (width,))}
-            )
-        if len(self._iou_types) > 1:  # the matching records once per type, prefixed by it
-            self._records = {
-                self._name(n, t) if n in _TYPED else n: v
-                for n, v in self._records.items()
-                for t in (self._iou_types if n in _TYPED else self._iou_types[:1])
-            }
+        self._records = record_layout(params)
         for name in self._records:
             self.add_state(name, default=[], dist_reduce_fx="cat")
         self.add_state("num_images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
@@ -239,15 +186,8 @@ class MeanAveragePrecision(Metric):
         Raises:
             ValueError, TypeError: as listed in the class docstring; the state is then unchanged.
         """
-        for iou_type in self._iou_types:
-            _check_instance_inputs(preds, target, iou_type)
-        batches = [
-            _assemble_batch(preds, target, t, self.box_format, pool_labels=False) for t in self._iou_types
-        ]
+        batches, invalid = assemble_batches(preds, target, self._params())
         device = batches[0].ious.device
-        invalid = batches[0].invalid
-        for other in batches[1:]:  # the boxes of one type, the masks of the other
-            invalid = invalid | other.invalid
         host_checked = (
             device.type == "cpu" if self._read_values_on_host is None else self._read_values_on_host
         )
@@ -255,11 +195,7 @@ class MeanAveragePrecision(Metric):
             _raise_for_invalid(invalid, preds, target)
         if self.warn_on_many_detections and max(batches[0].num_dets) > self.max_detection_thresholds[-1]:
             _warn_many_detections(self.max_detection_thresholds[-1])  # host-known counts: no sync
-        new: dict[str, Tensor] = {}
-        for k, (iou_type, batch) in enumerate(zip(self._iou_types, batches, strict=True)):
-            records = self._match_records(batch, device)
-            # detections are sorted by score alone, so the records shared by the types are equal: keep one
-            new.update({self._name(n, iou_type): v for n, v in records.items() if k == 0 or n in _TYPED})
+        new = coco_records_update(batches, self._params(), self._area_rng.to(device))
         if not host_checked:  # value checks without a sync: remember the first offending image
             image = self.num_images + torch.arange(len(preds), device=device)
             first = torch.where(invalid, image[:, None], _NO_IMAGE).amin(0)
@@ -268,66 +204,9 @@ class MeanAveragePrecision(Metric):
             getattr(self, name).append(value)
         self.num_images = self.num_images + len(preds)  # out of place: states may be shared under ddp_spawn
 
-    def _name(self, record: str, iou_type: str) -> str:
-        """The state name of a record: type-prefixed for the records of one type when there are two."""
-        return f"{iou_type}_{record}" if len(self._iou_types) > 1 and record in _TYPED else record
-
-    def _match_records(self, batch: InstanceBatch, device: torch.device) -> dict[str, Tensor]:
-        """The records of one batch of one IoU type, flattened in (image, score order) order."""
-        b, d = batch.det_scores.shape
-        g = batch.gt_labels.shape[1]
-        thr, area_rng = self._iou_thr.to(device), self._area_rng.to(device)
-        max_det = self.max_detection_thresholds[-1]
-
-        def match(pooled: bool) -> Any:
-            labels = torch.zeros_like(batch.det_labels) if pooled else batch.det_labels
-            gt_labels = torch.zeros_like(batch.gt_labels) if pooled else batch.gt_labels
-            return _coco_match_update(
-                batch.ious, batch.det_scores, labels, batch.det_valid, batch.det_area, gt_labels,
-                batch.gt_valid, batch.gt_crowd, batch.gt_area, thr, area_rng, max_det,
-                method=self._method(device),
-            )  # fmt: skip
-
-        main = match(self.average == "micro")
-        # records of the real detections and ground truths, flattened in (image, sorted) order
-        det_idx = torch.cat([torch.arange(n, device=device) + i * d for i, n in enumerate(batch.num_dets)])
-        gt_idx = torch.cat([torch.arange(n, device=device) + i * g for i, n in enumerate(batch.num_gts)])
-
-        def take(x: Tensor, idx: Tensor, width: int) -> Tensor:
-            return x.reshape(b * width, *x.shape[2:]).index_select(0, idx)
-
-        new = {
-            "det_scores": take(batch.det_scores.gather(1, main.order), det_idx, d),
-            "det_labels": take(batch.det_labels.gather(1, main.order), det_idx, d),
-            "det_rank": take(main.rank.clamp(max=max_det), det_idx, d).int(),
-            "det_flags": _pack_match_flags(take(main.matched, det_idx, d), take(main.ignored, det_idx, d)),
-            "gt_labels": take(batch.gt_labels, gt_idx, g),
-        }
-        bits = 2 ** torch.arange(area_rng.shape[0], device=device)
-        new["gt_flags"] = (take(main.gt_counted, gt_idx, g).long() * bits).sum(-1).to(torch.uint8)
-        if self.average == "micro" and self.class_metrics:
-            per_class = match(False)  # same score order as ``main``: only the labels differ
-            new["det_rank_class"] = take(per_class.rank.clamp(max=max_det), det_idx, d).int()
-            new["det_flags_class"] = _pack_match_flags(
-                take(per_class.matched, det_idx, d), take(per_class.ignored, det_idx, d)
-            )
-        if self.extended_summary:
-            sorted_ious = batch.ious.gather(1, main.order[:, :, None].expand(b, d, g))
-            new["ext_ious"] = torch.cat(
-                [
-                    sorted_ious[i, :nd, :ng].reshape(-1)
-                    for i, (nd, ng) in enumerate(zip(batch.num_dets, batch.num_gts, strict=True))
-                ]
-            )
-            # host-known counts: a small asynchronous host-to-device copy, only with extended_summary
-            counts = torch.tensor([batch.num_dets, batch.num_gts]).T.contiguous()
-            new["ext_counts"] = to_device(counts, device)
-        return new
-
-    def _method(self, device: torch.device) -> str:
-        if self.matching == "auto":
-            return "parallel" if device.type == "cpu" else "sequential"
-        return self.matching
+    def _params(self) -> CocoParams:  # a method, not a property: TorchScript compiles properties
+        """The checked arguments, with the thresholds of the metric's device."""
+        return self._coco_params._replace(iou_thr=self._iou_thr, rec_thr=self._rec_thr)
 
     def _cat(self, name: str) -> Tensor:
         value = getattr(self, name)
@@ -347,25 +226,6 @@ class MeanAveragePrecision(Metric):
                 setattr(self, name, [torch.zeros((0, *tail), dtype=dtype, device=self.device)])
         super()._sync_dist(dist_sync_fn, process_group)
 
-    def _arrays(self, per_class: bool, iou_type: str) -> tuple[CocoEvalArrays, Tensor]:
-        """Accumulated arrays (micro or per class) of one IoU type and the class ids seen."""
-        t, a = len(self.iou_thresholds), len(COCO_AREA_RANGES)
-        suffix = "_class" if per_class and self.average == "micro" and self.class_metrics else ""
-        name = lambda record: self._name(record, iou_type)  # noqa: E731
-        labels, gt_labels = self._cat("det_labels"), self._cat("gt_labels")
-        classes = torch.unique(torch.cat([labels, gt_labels]))
-        if self.average == "micro" and not per_class:
-            labels, gt_labels = torch.zeros_like(labels), torch.zeros_like(gt_labels)
-        matched, ignored = _unpack_match_flags(self._cat(name("det_flags" + suffix)), t, a)
-        shifts = torch.arange(a, device=gt_labels.device)
-        gt_counted = ((self._cat(name("gt_flags"))[:, None].long() >> shifts) & 1).bool()
-        arrays = _coco_accumulate(
-            self._cat("det_scores"), labels, self._cat(name("det_rank" + suffix)).long(), matched, ignored,
-            gt_labels, gt_counted, self._rec_thr.to(labels.device), self.max_detection_thresholds,
-            precision_eps=self.precision_eps,
-        )  # fmt: skip
-        return arrays, classes
-
     def compute(self) -> dict[str, Any]:
         """The torchmetrics result dict, as float64 tensors (``classes`` int32).
 
@@ -382,45 +242,7 @@ class MeanAveragePrecision(Metric):
                 f"{rule.expectation} (image index over all update() calls)",
                 Found("invalid values"),
             )
-        result: dict[str, Any] = {}
-        classes = torch.zeros(0)
-        for iou_type in self._iou_types:
-            prefix = f"{iou_type}_" if len(self._iou_types) > 1 else ""
-            one, classes = self._compute_one(iou_type)
-            result.update({prefix + key: value for key, value in one.items()})
-        result["classes"] = classes.to(torch.int32)
-        return result
-
-    def _compute_one(self, iou_type: str) -> tuple[dict[str, Any], Tensor]:
-        """The result keys of one IoU type (unprefixed), and the class ids seen."""
-        md = self.max_detection_thresholds
-        arrays, classes = self._arrays(per_class=False, iou_type=iou_type)
-        stats = coco_summary_from_arrays(
-            arrays.precision, arrays.recall, self._iou_thr.to(arrays.precision.device), md
-        )
-        names = (*_STAT_NAMES, f"mar_{md[0]}", f"mar_{md[1]}", f"mar_{md[2]}", *_AR_NAMES)
-        result: dict[str, Any] = {name: stats[i : i + 1] for i, name in enumerate(names)}
-        if self.extended_summary:
-            labels, gt_labels, cells = self._cat("det_labels"), self._cat("gt_labels"), classes
-            if self.average == "micro":  # one pooled cell per image, as pycocotools with one category
-                labels, gt_labels, cells = (
-                    torch.zeros_like(labels),
-                    torch.zeros_like(gt_labels),
-                    classes[:1] * 0,
-                )
-            rank = self._cat(self._name("det_rank", iou_type)).long()
-            ious = self._cat(self._name("ext_ious", iou_type))
-            result["ious"] = ious_by_cell(
-                ious, self._cat("ext_counts"), labels, rank, gt_labels, cells, md[-1]
-            )
-            result.update(precision=arrays.precision, recall=arrays.recall, scores=arrays.scores)
-        if self.class_metrics:
-            per_class = arrays if self.average == "macro" else self._arrays(True, iou_type)[0]
-            ap, ar = per_class_from_arrays(per_class.precision, per_class.recall, md)
-        else:
-            ap = ar = torch.tensor([-1.0], dtype=torch.float64, device=stats.device)
-        result["map_per_class"], result[f"mar_{md[2]}_per_class"] = ap, ar
-        return result, classes
+        return coco_results_from_records(self._cat, self._params())
 
     def plot(self, val: Any = None, ax: Any = None, kind: Literal["bars", "pr", "per_class"] = "bars") -> Any:
         """Plot a result (``compute()`` by default), returning ``(fig, ax)``; needs matplotlib.
@@ -449,7 +271,7 @@ class MeanAveragePrecision(Metric):
         prefix = self._prefix(iou_type)
         result = self.compute()
         md = self.max_detection_thresholds
-        names = (*_STAT_NAMES, f"mar_{md[0]}", f"mar_{md[1]}", f"mar_{md[2]}", *_AR_NAMES)
+        names = (*STAT_NAMES, f"mar_{md[0]}", f"mar_{md[1]}", f"mar_{md[2]}", *AR_NAMES)
         return torch.stack([result[prefix + n].reshape(()) for n in names])
 
     def _prefix(self, iou_type: str | None) -> str:

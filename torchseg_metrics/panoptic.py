@@ -11,7 +11,6 @@ State: ``iou_sum`` float64 ``(C,)``, ``tp``/``fp``/``fn`` int64 ``(C,)`` and ``b
 per-image records are kept.
 """
 
-
 from collections.abc import Collection
 from typing import Any, ClassVar
 

@@ -1,6 +1,7 @@
 """Functional forms of every metric and the kernels beneath them."""
 
 from torchseg_metrics.functional.box_iou import box_convert_to_xyxy, box_iou
+from torchseg_metrics.functional.coco_records import mean_average_precision
 from torchseg_metrics.functional.counting import release_buffers
 from torchseg_metrics.functional.mask_iou import mask_intersections, mask_iou, mask_iou_from_intersections
 from torchseg_metrics.functional.panoptic import modified_panoptic_quality, panoptic_quality
@@ -28,6 +29,7 @@ __all__ = [
     "mask_iou",
     "mask_iou_from_intersections",
     "mean_accuracy",
+    "mean_average_precision",
     "mean_iou",
     "modified_panoptic_quality",
     "panoptic_quality",
