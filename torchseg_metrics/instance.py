@@ -105,6 +105,8 @@ class MeanAveragePrecision(Metric):
         matching: ``"auto"`` (``"parallel"`` on the CPU, ``"sequential"`` elsewhere), ``"parallel"``
             (fixed-point rounds, fastest; one flag read per round, a sync on CUDA) or
             ``"sequential"`` (one step per detection rank, never syncs).
+        compat: ``"pycocotools"`` (float64 results) or ``"torchmetrics"`` (its dtypes: float32
+            numbers and IoU blocks; the values are the same, pycocotools', rounded to float32).
         kwargs: ``torchmetrics.Metric`` keyword arguments.
 
     Raises:
@@ -148,19 +150,20 @@ class MeanAveragePrecision(Metric):
         *,
         precision_eps: bool = True,
         matching: Literal["auto", "parallel", "sequential"] = "auto",
+        compat: Literal["pycocotools", "torchmetrics"] = "pycocotools",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         params = parse_coco_params(
             box_format, iou_type, iou_thresholds, rec_thresholds, max_detection_thresholds,
-            class_metrics, extended_summary, average, backend, precision_eps, matching,
+            class_metrics, extended_summary, average, backend, precision_eps, matching, compat,
         )  # fmt: skip
         self._coco_params = params
         self._iou_types = params.iou_types
         self.iou_type = params.iou_types[0] if len(params.iou_types) == 1 else params.iou_types
         self.box_format, self.average, self.backend = box_format, average, backend
         self.class_metrics, self.extended_summary = params.class_metrics, params.extended_summary
-        self.precision_eps, self.matching = params.precision_eps, matching
+        self.precision_eps, self.matching, self.compat = params.precision_eps, matching, compat
         self.iou_thresholds: list[float] = params.iou_thr.tolist()
         self.rec_thresholds: list[float] = params.rec_thr.tolist()
         self.max_detection_thresholds: list[int] = list(params.max_dets)

@@ -69,6 +69,7 @@ class CocoParams(NamedTuple):
     extended_summary: bool
     precision_eps: bool
     matching: str
+    compat: str = "pycocotools"
 
     def name(self, record: str, iou_type: str) -> str:
         """The name of a record: type-prefixed for the records of one type when there are two."""
@@ -103,8 +104,10 @@ def parse_coco_params(
     backend: object = "pycocotools",
     precision_eps: object = True,
     matching: object = "auto",
+    compat: object = "pycocotools",
 ) -> CocoParams:
     """Check ``MeanAveragePrecision``'s arguments (``backend`` is accepted and has no effect)."""
+    check_choice("compat", compat, ["pycocotools", "torchmetrics"])
     check_choice("box_format", box_format, BOX_FORMATS)
     iou_types = parse_iou_types(iou_type)
     check_choice("average", average, ["macro", "micro"])
@@ -121,6 +124,7 @@ def parse_coco_params(
         extended_summary=check_bool("extended_summary", extended_summary),
         precision_eps=check_bool("precision_eps", precision_eps),
         matching=matching,  # type: ignore[arg-type]
+        compat=compat,  # type: ignore[arg-type]
     )
 
 
@@ -284,7 +288,24 @@ def coco_results_from_records(record: Callable[[str], Tensor], params: CocoParam
         one, classes = _results_one(record, params, iou_type)
         result.update({prefix + key: value for key, value in one.items()})
     result["classes"] = classes.to(torch.int32)
-    return result
+    return _as_torchmetrics(result) if params.compat == "torchmetrics" else result
+
+
+#: Result keys that torchmetrics returns as float64 (pycocotools' arrays as they are).
+_FLOAT64_KEYS = ("precision", "recall", "scores")
+
+
+def _as_torchmetrics(result: dict[str, Any]) -> dict[str, Any]:
+    """torchmetrics' dtypes: float32 numbers and IoU blocks, float64 precision/recall/scores arrays."""
+    out: dict[str, Any] = {}
+    for key, value in result.items():
+        if key.endswith("ious"):
+            out[key] = {cell: v.float() if isinstance(v, Tensor) else v for cell, v in value.items()}
+        elif isinstance(value, Tensor) and value.is_floating_point() and not key.endswith(_FLOAT64_KEYS):
+            out[key] = value.float()
+        else:
+            out[key] = value
+    return out
 
 
 def mean_average_precision(
@@ -302,6 +323,7 @@ def mean_average_precision(
     *,
     precision_eps: bool = True,
     matching: Literal["auto", "parallel", "sequential"] = "auto",
+    compat: Literal["pycocotools", "torchmetrics"] = "pycocotools",
 ) -> dict[str, Any]:
     """COCO mAP/mAR of one set of images: ``MeanAveragePrecision``'s arguments, inputs and result
     dict (pycocotools' numbers), in one call.
@@ -319,7 +341,7 @@ def mean_average_precision(
     """
     params = parse_coco_params(
         box_format, iou_type, iou_thresholds, rec_thresholds, max_detection_thresholds,
-        class_metrics, extended_summary, average, backend, precision_eps, matching,
+        class_metrics, extended_summary, average, backend, precision_eps, matching, compat,
     )  # fmt: skip
     batches, invalid = assemble_batches(preds, target, params)
     # one call: the value checks are read here (a sync off the CPU, as compute() has anyway)
