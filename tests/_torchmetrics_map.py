@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 
-def _box_convert(boxes: torch.Tensor, in_fmt: str, out_fmt: str) -> torch.Tensor:
+def box_convert(boxes: torch.Tensor, in_fmt: str, out_fmt: str) -> torch.Tensor:
     """torchvision.ops.box_convert for "xyxy", "xywh" and "cxcywh"."""
     if in_fmt == "xywh":
         x, y, w, h = boxes.unbind(-1)
@@ -47,7 +47,7 @@ def _torchvision() -> Iterator[Any]:
     saved = {name: sys.modules.get(name) for name in ("torchvision", "torchvision.ops")}
     flag = mean_ap._TORCHVISION_AVAILABLE
     ops = types.ModuleType("torchvision.ops")
-    ops.box_convert = _box_convert  # type: ignore[attr-defined]
+    ops.box_convert = box_convert  # type: ignore[attr-defined]
     package = types.ModuleType("torchvision")
     package.ops = ops  # type: ignore[attr-defined]
     sys.modules.update({"torchvision": package, "torchvision.ops": ops})

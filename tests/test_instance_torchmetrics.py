@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 from _coco_reference import random_scene
-from _torchmetrics_map import torchmetrics_map
+from _torchmetrics_map import box_convert, torchmetrics_map
 
 from torchseg_metrics.instance import MeanAveragePrecision
 
@@ -46,15 +46,6 @@ def _compare(ours: dict, ref: dict, same_dtype: bool) -> None:
         torch.testing.assert_close(got.double(), expected.double(), rtol=2e-7, atol=1e-7, msg=key)
 
 
-def _to_format(boxes: torch.Tensor, box_format: str) -> torch.Tensor:
-    x1, y1, x2, y2 = boxes.unbind(-1)
-    if box_format == "xywh":
-        return torch.stack([x1, y1, x2 - x1, y2 - y1], -1)
-    if box_format == "cxcywh":
-        return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], -1)
-    return boxes
-
-
 CONFIGS = [
     {"iou_type": "segm", "class_metrics": True, "extended_summary": True},
     {"iou_type": "bbox", "class_metrics": True},
@@ -81,7 +72,7 @@ def test_options_equal_torchmetrics(kwargs, compat) -> None:
 @pytest.mark.parametrize("box_format", ["xyxy", "xywh", "cxcywh"])
 def test_box_formats_equal_torchmetrics(box_format) -> None:
     def convert(scene: list) -> list:
-        return [{**d, "boxes": _to_format(d["boxes"], box_format)} for d in scene]
+        return [{**d, "boxes": box_convert(d["boxes"], "xyxy", box_format)} for d in scene]
 
     batches = [(convert(p), convert(t)) for p, t in _scene(51)]
     kw = {"iou_type": "bbox", "box_format": box_format, "class_metrics": True}
