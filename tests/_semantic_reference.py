@@ -68,7 +68,12 @@ def np_scores(cm: np.ndarray, ignore: int | None = None, include_background: boo
         "fwiou": float(fw),
         "dice_micro": float(2 * tps.sum() / (targets.sum() + preds.sum())) if total else float("nan"),
         "dice_weighted": float(weighted),
+        "iou_micro": _ratio(tps.sum(), targets.sum() + preds.sum() - tps.sum()),
     }
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num / den) if den else float("nan")
 
 
 def blob_labels(rng: np.random.Generator, shape: tuple[int, ...], c: int, n_blobs: int = 6) -> np.ndarray:

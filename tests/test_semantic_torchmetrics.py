@@ -183,3 +183,46 @@ def test_functional_forms_take_torchmetrics_arguments(input_format, include_back
             mean_iou(p, t, C, include_background, True, input_format),
             mean_iou(*index, C, include_background, True),
         )
+
+
+@pytest.mark.parametrize("average", ["macro", "micro", "weighted", "none"])
+@pytest.mark.parametrize("ignore_index", [None, 255, 0])
+def test_multiclass_averages_equal_torchmetrics_classification(average, ignore_index) -> None:
+    # MulticlassJaccardIndex / MulticlassAccuracy / MulticlassConfusionMatrix map onto MeanIoU /
+    # MeanAccuracy / ConfusionMatrix: dataset-level as ours. Every class is in the target here;
+    # (for a class absent from the target, torchmetrics returns 0 where ours is NaN, and its macro
+    # accuracy counts a predicted-but-absent class as 0 where mmseg's mAcc, ours, leaves it out)
+    from torchmetrics.classification import MulticlassAccuracy as TMAccuracy
+    from torchmetrics.classification import (
+        MulticlassConfusionMatrix,
+        MulticlassJaccardIndex,
+    )
+
+    from torchseg_metrics.semantic import ConfusionMatrix, MeanAccuracy
+
+    gen = torch.Generator().manual_seed(8)
+    target = torch.randint(0, C, (6, 10, 12), generator=gen)
+    preds = torch.where(
+        torch.rand(target.shape, generator=gen) < 0.6,
+        target,
+        torch.randint(0, C, target.shape, generator=gen),
+    )
+    if ignore_index == 255:
+        target[:, :2] = 255
+    kw = {"ignore_index": ignore_index, "average": average}
+    for ours, ref in (
+        (MeanIoU(C, **kw), MulticlassJaccardIndex(C, **kw)),
+        (MeanAccuracy(C, **kw), TMAccuracy(C, **kw)),
+    ):
+        got, expected = ours(preds, target), ref(preds, target)
+        if ignore_index == 0 and average == "none":  # the ignored class: NaN here, 0 there
+            assert got[0].isnan() and expected[0] == 0
+            got, expected = got[1:], expected[1:]
+        if ignore_index == 0 and average == "macro" and isinstance(ours, MeanAccuracy):
+            got = got * (C - 1) / C  # torchmetrics averages the ignored class in, as 0 (it is predicted)
+        torch.testing.assert_close(got.float(), expected, rtol=1e-6, atol=1e-7)
+    for normalize in (None, "true", "pred", "all"):
+        got = ConfusionMatrix(C, ignore_index=ignore_index, normalize=normalize)(preds, target)
+        expected = MulticlassConfusionMatrix(C, ignore_index=ignore_index, normalize=normalize)(preds, target)
+        got = got.nan_to_num(0.0)  # an empty row (the ignored class) is NaN here, 0 there
+        torch.testing.assert_close(got.to(expected.dtype), expected, rtol=1e-6, atol=1e-7)

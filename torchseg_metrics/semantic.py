@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 from torch import Tensor
 from torchmetrics import Metric
 
-from torchseg_metrics._checks import check_bool, check_choice, check_class_names
+from torchseg_metrics._checks import check_bool, check_choice, check_class_names, fail
 from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.counting import CountMethod
 from torchseg_metrics.functional.input_formats import (
@@ -39,15 +39,16 @@ from torchseg_metrics.functional.semantic import (
     DICE_AVERAGES,
     NORMALIZE,
     Aggregation,
+    Average,
     DiceAverage,
     Normalize,
+    average_key,
     check_semantic_args,
     empty_semantic_stats,
     normalize_confusion,
     semantic_from_stats,
     semantic_stats_update,
 )
-from torchseg_metrics.functional.semantic_metrics import dice_key
 from torchseg_metrics.semantic_torchmetrics import (
     add_overlap_states,
     check_semantic_compat,
@@ -204,6 +205,9 @@ class MeanIoU(_SemanticMetric):
 
     ``input_format``: None (label maps or scores; integer inputs that could be one-hot masks are
     refused), ``"index"``, ``"one-hot"`` (``(N, C, ...)`` 0/1 masks on both sides) or ``"mixed"``.
+    ``average`` (torchmetrics' ``MulticlassJaccardIndex`` option): ``"macro"`` (mIoU), ``"micro"``
+    (IoU of the counts pooled over classes), ``"weighted"`` (by target pixels: fwIoU) or
+    ``"none"``/None (per class, as ``per_class=True``).
 
     Example:
         >>> import torch
@@ -221,6 +225,7 @@ class MeanIoU(_SemanticMetric):
         input_format: InputFormat | None = None,
         *,
         compat: SemanticCompat = "standard",
+        average: Average | None = "macro",
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -230,7 +235,11 @@ class MeanIoU(_SemanticMetric):
             input_format=input_format,
             **kwargs,
         )
+        self._key = average_key("iou", average, self.per_class)
+        self.average = "none" if self._key == "iou" else average
         self.compat = check_semantic_compat(self, compat)
+        if self.compat == "torchmetrics" and self._key not in ("miou", "iou"):
+            fail("average", "'macro' or 'none' with compat='torchmetrics' (its MeanIoU)", average)
         if self.compat == "torchmetrics":
             add_overlap_states(self, num_out(self))
 
@@ -246,8 +255,7 @@ class MeanIoU(_SemanticMetric):
         float32 with torchmetrics' -1 under ``compat="torchmetrics"``."""
         if self.compat == "torchmetrics":
             return mean_iou_from_overlap_state(self)
-        key = "iou" if self.per_class else "miou"
-        return self._all_scores(key)[key]
+        return self._all_scores(self._key)[self._key]
 
 
 class DiceScore(_SemanticMetric):
@@ -314,7 +322,7 @@ class DiceScore(_SemanticMetric):
         """The Dice value that ``average`` asks for, float64 (float32 under ``compat="torchmetrics"``)."""
         if self.compat == "torchmetrics":
             return dice_from_overlap_state(self)
-        key = dice_key(self.average)
+        key = average_key("dice", self.average)
         return self._all_scores(key)[key]
 
 
@@ -337,6 +345,9 @@ class PixelAccuracy(_SemanticMetric):
 class MeanAccuracy(_SemanticMetric):
     """Mean class accuracy (``mAcc``): per-class recall averaged over the classes in the target.
 
+    ``average`` (torchmetrics' ``MulticlassAccuracy`` option): ``"macro"`` (mAcc), ``"micro"`` and
+    ``"weighted"`` (both the pooled pixel accuracy of the kept classes) or ``"none"``/None.
+
     Example:
         >>> import torch
         >>> metric = MeanAccuracy(num_classes=3)
@@ -345,10 +356,14 @@ class MeanAccuracy(_SemanticMetric):
         0.7222
     """
 
+    def __init__(self, num_classes: int, *, average: Average | None = "macro", **kwargs: Any) -> None:
+        super().__init__(num_classes, **kwargs)
+        self._key = average_key("accuracy", average, self.per_class)
+        self.average = "none" if self._key == "accuracy" else average
+
     def compute(self) -> Tensor:
-        """mAcc (float64 scalar) or per-class accuracy (float64 ``(C,)``)."""
-        key = "accuracy" if self.per_class else "mean_accuracy"
-        return self._all_scores(key)[key]
+        """mAcc (float64 scalar), or the ``average`` asked for (per class: float64 ``(C,)``)."""
+        return self._all_scores(self._key)[self._key]
 
 
 class FrequencyWeightedIoU(_SemanticMetric):

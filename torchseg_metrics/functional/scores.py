@@ -76,7 +76,16 @@ def nan_mean(values: Tensor) -> Tensor:
 #: Per-class scores, in the order of the image-aggregation state rows.
 PER_CLASS_SCORES = ("iou", "dice", "accuracy")
 #: Mean scores, in the order of the image-aggregation state entries.
-MEAN_SCORES = ("miou", "mdice", "mean_accuracy", "pixel_accuracy", "fwiou", "dice_micro", "dice_weighted")
+MEAN_SCORES = (
+    "miou",
+    "mdice",
+    "mean_accuracy",
+    "pixel_accuracy",
+    "fwiou",
+    "dice_micro",
+    "dice_weighted",
+    "iou_micro",
+)
 
 
 def class_mask(
@@ -119,7 +128,7 @@ def scores_from_confusion(
     for mean, per_class in (("miou", "iou"), ("mdice", "dice"), ("mean_accuracy", "accuracy")):
         if mean in want:
             out[mean] = nan_mean(out[per_class])
-    if want & {"pixel_accuracy", "fwiou", "dice_micro", "dice_weighted"}:
+    if want & {"pixel_accuracy", "fwiou", "dice_micro", "dice_weighted", "iou_micro"}:
         kept_tp, kept_target = tp * keep, target * keep
         kept_total = kept_target.sum(-1)
         counted = kept_target > 0
@@ -130,6 +139,9 @@ def scores_from_confusion(
             out["fwiou"] = torch.where(counted, kept_target * iou, zeros).sum(-1) / kept_total
         if "dice_micro" in want:
             out["dice_micro"] = 2 * kept_tp.sum(-1) / (kept_total + (pred * keep).sum(-1))
+        if "iou_micro" in want:  # pooled over the kept classes (torchmetrics' average="micro")
+            kept_pred = (pred * keep).sum(-1)
+            out["iou_micro"] = kept_tp.sum(-1) / (kept_total + kept_pred - kept_tp.sum(-1))
         if "dice_weighted" in want:
             out["dice_weighted"] = torch.where(counted, kept_target * dice, zeros).sum(-1) / kept_total
     return {k: out[k] for k in PER_CLASS_SCORES + MEAN_SCORES if k in want}

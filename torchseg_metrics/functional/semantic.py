@@ -40,6 +40,30 @@ Aggregation = Literal["dataset", "image"]
 AGGREGATIONS: tuple[str, ...] = ("dataset", "image")
 DiceAverage = Literal["macro", "micro", "weighted", "none"]
 DICE_AVERAGES: tuple[str, ...] = ("macro", "micro", "weighted", "none")
+#: ``average`` of every per-class score: "macro" (mean over defined classes), "micro" (pooled
+#: counts of the kept classes), "weighted" (by target pixels), "none" (the per-class vector).
+Average = DiceAverage
+AVERAGES = DICE_AVERAGES
+#: The result key of each (score, average).
+AVERAGE_KEYS = {
+    "iou": {"macro": "miou", "micro": "iou_micro", "weighted": "fwiou", "none": "iou"},
+    "dice": {"macro": "mdice", "micro": "dice_micro", "weighted": "dice_weighted", "none": "dice"},
+    "accuracy": {
+        "macro": "mean_accuracy",
+        "micro": "pixel_accuracy",
+        "weighted": "pixel_accuracy",  # support-weighted recall is the pooled accuracy
+        "none": "accuracy",
+    },
+}
+
+
+def average_key(score: str, average: object, per_class: bool = False) -> str:
+    """The result key of ``score`` under ``average`` (None means "none"; ``per_class`` forces it)."""
+    average = "none" if average is None or per_class else average
+    check_choice("average", average, AVERAGES)
+    return AVERAGE_KEYS[score][average]  # type: ignore[index]
+
+
 Normalize = Literal["true", "pred", "all", "none"]
 NORMALIZE: tuple[str, ...] = ("true", "pred", "all", "none")
 

@@ -25,8 +25,10 @@ from torchseg_metrics.functional.input_formats import (
 from torchseg_metrics.functional.semantic import (
     DICE_AVERAGES,
     Aggregation,
+    Average,
     DiceAverage,
     _functional,
+    average_key,
     check_semantic_args,
 )
 
@@ -90,6 +92,7 @@ def mean_iou(
     ignore_index: int | None = None,
     aggregation: Aggregation = "dataset",
     compat: SemanticCompat = "standard",
+    average: Average | None = "macro",
 ) -> Tensor:
     """Mean IoU (Jaccard) over classes, or per-class IoU with ``per_class=True``.
 
@@ -109,6 +112,9 @@ def mean_iou(
         aggregation: ``"dataset"`` (one confusion matrix) or ``"image"`` (mean of per-image values).
         compat: ``"torchmetrics"`` returns torchmetrics' output instead: one value per image,
             ``(N,)`` or ``(N, C)`` with -1 for undefined classes, float32.
+        average: ``"macro"`` (the mean over defined classes), ``"micro"`` (IoU of the counts pooled
+            over classes), ``"weighted"`` (by target pixels: fwIoU) or ``"none"``/None (per class),
+            as torchmetrics' ``MulticlassJaccardIndex(average=...)``.
 
     Aggregation:
         Dataset-level by default; absent classes are NaN and skipped; predicted-but-absent counts 0.
@@ -128,12 +134,14 @@ def mean_iou(
     """
     check_bool("per_class", per_class)
     check_choice("compat", compat, SEMANTIC_COMPAT)
+    key = average_key("iou", average, per_class)
     if compat == "torchmetrics":
+        if key not in ("miou", "iou"):
+            fail("average", "'macro' or 'none' with compat='torchmetrics' (its MeanIoU)", average)
         args = (num_classes, include_background, input_format, ignore_index, aggregation)
         counts = _overlaps(preds, target, *args)
         iou = iou_from_overlaps(counts)
         return iou.nan_to_num(-1.0) if per_class else iou.nansum(-1) / (~iou.isnan()).sum(-1)
-    key = "iou" if per_class else "miou"
     fixed = (num_classes, ignore_index, include_background, aggregation)
     return _functional(preds, target, *fixed, key, input_format=input_format)[key]
 
@@ -176,18 +184,10 @@ def dice_score(
         if level == "global":
             counts = counts.sum(0, keepdim=True)
         return dice_from_overlaps(counts, average)
-    key = dice_key(average)
+    key = average_key("dice", average)
     aggregation = "dataset" if level == "global" else "image"
     fixed = (num_classes, ignore_index, include_background, aggregation)
     return _functional(preds, target, *fixed, key, input_format=input_format)[key]
-
-
-_DICE_KEYS = {"none": "dice", "macro": "mdice", "micro": "dice_micro", "weighted": "dice_weighted"}
-
-
-def dice_key(average: str) -> str:
-    """The key of the Dice value ``average`` asks for in a :func:`semantic_metrics`-style result."""
-    return _DICE_KEYS[average]
 
 
 def pixel_accuracy(
@@ -221,8 +221,12 @@ def mean_accuracy(
     per_class: bool = False,
     include_background: bool = True,
     aggregation: Aggregation = "dataset",
+    average: Average | None = "macro",
 ) -> Tensor:
     """Mean class accuracy (``mAcc``: per-class recall averaged over classes present in the target).
+
+    ``average`` as torchmetrics' ``MulticlassAccuracy``: ``"macro"`` (mAcc), ``"micro"`` and
+    ``"weighted"`` (both the pooled accuracy of the kept classes), ``"none"``/None (per class).
 
     Example:
         >>> import torch
@@ -232,7 +236,7 @@ def mean_accuracy(
         tensor([1.0000, 0.5000, 0.6667], dtype=torch.float64)
     """
     check_bool("per_class", per_class)
-    key = "accuracy" if per_class else "mean_accuracy"
+    key = average_key("accuracy", average, per_class)
     return _functional(preds, target, num_classes, ignore_index, include_background, aggregation, key)[key]
 
 
