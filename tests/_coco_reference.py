@@ -212,3 +212,28 @@ def _boxes_of(rects: list[tuple[int, int, int, int]], h: int, w: int) -> torch.T
         y1, x1 = min(max(y + hh, 0), h), min(max(x + ww, 0), w)
         out.append([x0 + 0.25, y0 + 0.5, x1 + 0.75, y1 - 0.25])
     return torch.tensor(out, dtype=torch.float32).reshape(-1, 4)
+
+
+def faster_coco_eval(
+    preds: Sequence[dict[str, torch.Tensor]],
+    target: Sequence[dict[str, torch.Tensor]],
+    iou_type: str = "boundary",
+    dilation_ratio: float = 0.02,
+) -> Any:
+    """faster-coco-eval's ``COCOeval_faster`` (e.g. ``iouType="boundary"``) after evaluate, accumulate
+    and summarize, on the same COCO datasets as :func:`coco_eval` (masks as RLE)."""
+    import faster_coco_eval
+
+    gt, dt = build_coco(preds, target, "segm")
+    with contextlib.redirect_stdout(io.StringIO()):
+        fgt, fdt = faster_coco_eval.COCO(), faster_coco_eval.COCO()
+        fgt.dataset, fdt.dataset = gt.dataset, dt.dataset
+        fgt.createIndex()
+        fdt.createIndex()
+        ev = faster_coco_eval.COCOeval_faster(
+            fgt, fdt, iouType=iou_type, boundary_dilation_ratio=dilation_ratio, boundary_cpu_count=1
+        )
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev

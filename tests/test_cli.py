@@ -111,6 +111,26 @@ def test_coco_bbox_and_shapes_in_process(real_data, tmp_path: Path) -> None:
     assert abs(result["map"] - 0.6947194719) < 1e-10 and abs(result["map_medium"] - 0.7367986799) < 1e-10
 
 
+def test_coco_boundary_equals_faster_coco_eval(real_data, tmp_path: Path) -> None:
+    import faster_coco_eval
+
+    shapes = real_data / "faster_coco_eval_shapes"
+    dets = json.loads((shapes / "dt_dataset.json").read_text())
+    for d in dets:  # as above: RLE detections without bbox (their area is the mask's)
+        d["segmentation"] = mask_utils.merge(mask_utils.frPyObjects(d["segmentation"], 256, 256))
+        del d["bbox"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = faster_coco_eval.COCO(str(shapes / "gt_dataset.json"))
+        ev = faster_coco_eval.COCOeval_faster(gt, gt.loadRes(dets), iouType="boundary", boundary_cpu_count=1)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    out = tmp_path / "boundary.json"
+    args = ["coco", str(shapes / "gt_dataset.json"), str(shapes / "dt_dataset.json"), "--dt-area", "mask"]
+    assert main([*args, "--iou-type", "boundary", "--json", str(out)]) == 0
+    np.testing.assert_allclose(json.loads(out.read_text())["stats"], ev.stats[:12], rtol=0, atol=1e-12)
+
+
 def test_coco_loadres_box_area_quirk_equals_pycocotools(real_data, tmp_path: Path) -> None:
     """Polygon results that carry a bbox: pycocotools' loadRes takes every detection's area from its
     box (spec A.2 quirk); the default --dt-area loadres reproduces it."""

@@ -126,6 +126,7 @@ def _instance(seed: int, **kwargs: Any) -> Callable[[], Case]:
             "segm": {"masks": preds[0]["masks"].to(torch.uint8) * 2},
             "bbox": {"boxes": preds[0]["boxes"][:, :3]},
         }
+        wrong["boundary"] = wrong["segm"]
         bad_p = [{**preds[0], **wrong[kwargs["iou_type"]]}]
         bad = (bad_p, target[:1])
         return Case(
@@ -177,6 +178,7 @@ CASES = {
     "MultilabelMeanIoU": _multilabel(MultilabelMeanIoU, 0, per_class=True),
     "MultilabelDiceScore-image": _multilabel(MultilabelDiceScore, 1, aggregation="image"),
     "MeanAveragePrecision-segm": _instance(0, iou_type="segm", class_metrics=True),
+    "MeanAveragePrecision-boundary": _instance(2, iou_type="boundary", class_metrics=True),
     "MeanAveragePrecision-bbox": _instance(
         1, iou_type="bbox", average="micro", class_metrics=True, extended_summary=True
     ),

@@ -168,3 +168,28 @@ def test_faster_coco_eval_shapes(real_data: Path) -> None:
     torch.testing.assert_close(
         metric.compute()["precision"], torch.from_numpy(ref.eval["precision"]), rtol=0, atol=1e-12
     )
+
+
+def _faster_coco_eval(gt_file: Path, dt: list[dict], iou_type: str) -> object:
+    import faster_coco_eval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = faster_coco_eval.COCO(str(gt_file))
+        ev = faster_coco_eval.COCOeval_faster(gt, gt.loadRes(dt), iouType=iou_type, boundary_cpu_count=1)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+def test_coco_val2014_100_boundary_ap_equals_faster_coco_eval(real_data: Path) -> None:
+    # Boundary AP (min of mask and boundary IoU) on real masks, at faster-coco-eval's rounding of d
+    folder = real_data / "coco_val2014_100"
+    gt_file = folder / "instances_val2014_100.json"
+    dt = json.loads((folder / "instances_val2014_fakesegm100_results.json").read_text())
+    ref = _faster_coco_eval(gt_file, dt, "boundary")
+    metric = MeanAveragePrecision(iou_type="boundary", boundary_rounding="faster-coco-eval")
+    _feed(metric, json.loads(gt_file.read_text()), dt, "segm")
+    stats = metric.coco_stats()
+    torch.testing.assert_close(stats, torch.from_numpy(np.asarray(ref.stats[:12])), rtol=0, atol=1e-12)
+    assert stats[0] < torch.tensor(PUBLISHED["segm"][0])  # boundaries are harder than masks

@@ -2,7 +2,7 @@
 
 Usage::
 
-    torchseg-metrics coco GT.json RESULTS.json [--iou-type segm|bbox] [--per-class] [--dt-area ...]
+    torchseg-metrics coco GT.json RESULTS.json [--iou-type segm|bbox|boundary] [--per-class] [--dt-area ...]
     torchseg-metrics panoptic GT.json GT_DIR PRED.json PRED_DIR [--per-class] [--gt-area png|json]
     torchseg-metrics semantic GT_DIR PRED_DIR --num-classes N [--ignore-index 255] [--class-names FILE]
 
@@ -146,6 +146,7 @@ def _run_coco(args: argparse.Namespace) -> int:
     metric = MeanAveragePrecision(
         iou_type=args.iou_type,
         box_format="xywh",
+        boundary_dilation_ratio=args.boundary_dilation_ratio,
         class_metrics=args.per_class,
         extended_summary=plots is not None,
     ).to(dev)
@@ -154,7 +155,7 @@ def _run_coco(args: argparse.Namespace) -> int:
     for batch in iter_coco_batches(
         gt,
         results,
-        iou_type=args.iou_type,
+        iou_type="bbox" if args.iou_type == "bbox" else "segm",  # boundary AP reads the masks
         batch_size=args.batch_size,
         device=dev,
         dt_area=args.dt_area,
@@ -335,7 +336,13 @@ def _parser() -> argparse.ArgumentParser:
     coco = sub.add_parser("coco", parents=[common], help="COCO instances: AP/AR like pycocotools COCOeval")
     coco.add_argument("gt", metavar="GT.json")
     coco.add_argument("results", metavar="RESULTS.json")
-    coco.add_argument("--iou-type", choices=("segm", "bbox"), default="segm")
+    coco.add_argument("--iou-type", choices=("segm", "bbox", "boundary"), default="segm")
+    coco.add_argument(
+        "--boundary-dilation-ratio",
+        type=float,
+        default=0.02,
+        help="band width of --iou-type boundary as a fraction of the image diagonal (0.005: Cityscapes)",
+    )
     coco.add_argument(
         "--dt-area",
         choices=("loadres", "mask", "bbox"),

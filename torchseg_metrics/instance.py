@@ -89,7 +89,7 @@ class MeanAveragePrecision(Metric):
 
     Args:
         box_format: ``"xyxy"``, ``"xywh"`` or ``"cxcywh"`` for ``boxes``.
-        iou_type: ``"segm"`` or ``"bbox"`` (torchmetrics' default ``"bbox"``), or both as a tuple:
+        iou_type: ``"segm"``, ``"bbox"`` (torchmetrics' default) or ``"boundary"``, or several as a tuple:
             each type is matched and accumulated as if alone, and every result key but ``classes``
             is prefixed by its type (``bbox_map``, ``segm_map``, ...), as torchmetrics does.
         iou_thresholds: IoU thresholds; default numpy's ``linspace(0.5, 0.95, 10)`` bit for bit.
@@ -105,6 +105,11 @@ class MeanAveragePrecision(Metric):
         matching: ``"auto"`` (``"parallel"`` on the CPU, ``"sequential"`` elsewhere), ``"parallel"``
             (fixed-point rounds, fastest; one flag read per round, a sync on CUDA) or
             ``"sequential"`` (one step per detection rank, never syncs).
+        boundary_dilation_ratio: with ``iou_type="boundary"`` (Boundary IoU AP, Cheng et al.: IoU =
+            min(mask IoU, boundary IoU), crowd ground truths by mask), the band width as a fraction
+            of the image diagonal (0.02 for COCO, 0.005 for Cityscapes).
+        boundary_rounding: how the band width is rounded: ``"boundary-iou-api"`` (Python's
+            ``round``) or ``"faster-coco-eval"`` (its C++ rounding); they differ only at exact .5.
         compat: ``"pycocotools"`` (float64 results) or ``"torchmetrics"`` (its dtypes: float32
             numbers and IoU blocks; the values are the same, pycocotools', rounded to float32).
         kwargs: ``torchmetrics.Metric`` keyword arguments.
@@ -151,12 +156,15 @@ class MeanAveragePrecision(Metric):
         precision_eps: bool = True,
         matching: Literal["auto", "parallel", "sequential"] = "auto",
         compat: Literal["pycocotools", "torchmetrics"] = "pycocotools",
+        boundary_dilation_ratio: float = 0.02,
+        boundary_rounding: Literal["boundary-iou-api", "faster-coco-eval"] = "boundary-iou-api",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         params = parse_coco_params(
             box_format, iou_type, iou_thresholds, rec_thresholds, max_detection_thresholds,
             class_metrics, extended_summary, average, backend, precision_eps, matching, compat,
+            boundary_dilation_ratio, boundary_rounding,
         )  # fmt: skip
         self._coco_params = params
         self._iou_types = params.iou_types

@@ -1,5 +1,6 @@
 """Functional forms of every metric and the kernels beneath them."""
 
+from torchseg_metrics.functional.boundary import boundary_dilation, mask_boundaries
 from torchseg_metrics.functional.box_iou import box_convert_to_xyxy, box_iou
 from torchseg_metrics.functional.coco_records import mean_average_precision
 from torchseg_metrics.functional.counting import release_buffers
@@ -20,11 +21,13 @@ from torchseg_metrics.functional.semantic_metrics import (
 )
 
 __all__ = [
+    "boundary_dilation",
     "box_convert_to_xyxy",
     "box_iou",
     "confusion_matrix",
     "dice_score",
     "frequency_weighted_iou",
+    "mask_boundaries",
     "mask_intersections",
     "mask_iou",
     "mask_iou_from_intersections",

@@ -19,8 +19,9 @@ import torch
 from torch import Tensor
 from torchmetrics.utilities.data import _squeeze_if_scalar
 
-from torchseg_metrics._checks import check_bool, check_choice, fail
+from torchseg_metrics._checks import check_bool, check_choice, check_probability, fail
 from torchseg_metrics._transfer import to_device
+from torchseg_metrics.functional.boundary import BOUNDARY_ROUNDINGS
 from torchseg_metrics.functional.box_iou import BOX_FORMATS
 from torchseg_metrics.functional.coco_accumulate import (
     CocoEvalArrays,
@@ -70,6 +71,7 @@ class CocoParams(NamedTuple):
     precision_eps: bool
     matching: str
     compat: str = "pycocotools"
+    boundary: tuple[float, str] = (0.02, "boundary-iou-api")
 
     def name(self, record: str, iou_type: str) -> str:
         """The name of a record: type-prefixed for the records of one type when there are two."""
@@ -88,7 +90,7 @@ def parse_iou_types(iou_type: object) -> tuple[str, ...]:
     if not isinstance(types, (tuple, list)) or not types:
         fail("iou_type", "'bbox', 'segm' or a tuple of them", iou_type)
     for t in types:  # type: ignore[union-attr]
-        check_choice("iou_type", t, ["bbox", "segm"])
+        check_choice("iou_type", t, ["bbox", "segm", "boundary"])
     return tuple(dict.fromkeys(types))  # type: ignore[arg-type]
 
 
@@ -105,9 +107,13 @@ def parse_coco_params(
     precision_eps: object = True,
     matching: object = "auto",
     compat: object = "pycocotools",
+    boundary_dilation_ratio: object = 0.02,
+    boundary_rounding: object = "boundary-iou-api",
 ) -> CocoParams:
     """Check ``MeanAveragePrecision``'s arguments (``backend`` is accepted and has no effect)."""
     check_choice("compat", compat, ["pycocotools", "torchmetrics"])
+    check_choice("boundary_rounding", boundary_rounding, BOUNDARY_ROUNDINGS)
+    ratio = check_probability("boundary_dilation_ratio", boundary_dilation_ratio)
     check_choice("box_format", box_format, BOX_FORMATS)
     iou_types = parse_iou_types(iou_type)
     check_choice("average", average, ["macro", "micro"])
@@ -125,6 +131,7 @@ def parse_coco_params(
         precision_eps=check_bool("precision_eps", precision_eps),
         matching=matching,  # type: ignore[arg-type]
         compat=compat,  # type: ignore[arg-type]
+        boundary=(ratio, boundary_rounding),  # type: ignore[arg-type]
     )
 
 
@@ -157,7 +164,8 @@ def assemble_batches(
     for iou_type in params.iou_types:
         _check_instance_inputs(preds, target, iou_type)
     batches = [
-        _assemble_batch(preds, target, t, params.box_format, pool_labels=False) for t in params.iou_types
+        _assemble_batch(preds, target, t, params.box_format, pool_labels=False, boundary=params.boundary)
+        for t in params.iou_types
     ]
     invalid = batches[0].invalid
     for other in batches[1:]:  # the boxes of one type, the masks of the other
@@ -324,6 +332,8 @@ def mean_average_precision(
     precision_eps: bool = True,
     matching: Literal["auto", "parallel", "sequential"] = "auto",
     compat: Literal["pycocotools", "torchmetrics"] = "pycocotools",
+    boundary_dilation_ratio: float = 0.02,
+    boundary_rounding: Literal["boundary-iou-api", "faster-coco-eval"] = "boundary-iou-api",
 ) -> dict[str, Any]:
     """COCO mAP/mAR of one set of images: ``MeanAveragePrecision``'s arguments, inputs and result
     dict (pycocotools' numbers), in one call.
@@ -342,6 +352,7 @@ def mean_average_precision(
     params = parse_coco_params(
         box_format, iou_type, iou_thresholds, rec_thresholds, max_detection_thresholds,
         class_metrics, extended_summary, average, backend, precision_eps, matching, compat,
+        boundary_dilation_ratio, boundary_rounding,
     )  # fmt: skip
     batches, invalid = assemble_batches(preds, target, params)
     # one call: the value checks are read here (a sync off the CPU, as compute() has anyway)

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from torchseg_metrics._checks import Found, check_same_device, fail, is_integer_dtype
+from torchseg_metrics.functional.boundary import boundary_dilation, mask_boundaries
 from torchseg_metrics.functional.box_iou import _to_xywh64, box_iou
 from torchseg_metrics.functional.mask_iou import (
     _intersections_per_image,
@@ -173,7 +174,7 @@ def _check_instance_inputs(preds: object, target: object, iou_type: str) -> list
     assert isinstance(preds, Sequence) and isinstance(target, Sequence)  # for the type checker
     if len(preds) != len(target):
         fail("target", f"a list as long as `preds` ({len(preds)} images)", Found(f"{len(target)} images"))
-    geometry = "masks" if iou_type == "segm" else "boxes"
+    geometry = "boxes" if iou_type == "bbox" else "masks"
     tensors: list[Tensor] = []
     names: list[str] = []
     for i, (p, t) in enumerate(zip(preds, target, strict=True)):
@@ -267,6 +268,42 @@ def _check_instance_inputs(preds: object, target: object, iou_type: str) -> list
     return tensors
 
 
+def _boundary_iou(
+    dets: list[Tensor],
+    gts: list[Tensor],
+    gt_crowd: Tensor,
+    boundary: tuple[float, str],
+    d: int,
+    g: int,
+    device: torch.device,
+) -> Tensor:
+    """Padded ``(B, D, G)`` IoU of the boundary bands, each image at its own dilation (pycocotools'
+    IoU of the boundary masks, crowd formula included, as faster-coco-eval computes it)."""
+    ratio, rounding = boundary
+    b_dets, b_gts = [], []
+    for det_masks, gt_masks in zip(dets, gts, strict=True):
+        dilation = boundary_dilation(tuple(det_masks.shape[1:]), ratio, rounding)  # type: ignore[arg-type]
+        b_dets.append(mask_boundaries(det_masks, dilation))
+        b_gts.append(mask_boundaries(gt_masks, dilation))
+    return _padded_mask_iou(b_dets, b_gts, gt_crowd, d, g, device)[0]
+
+
+def _padded_mask_iou(
+    dets: list[Tensor], gts: list[Tensor], gt_crowd: Tensor, d: int, g: int, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(iou (B, D, G), det_count (B, D), gt_count (B, G))`` of each image's checked bool masks.
+
+    The intersection kernel runs per image; one IoU division covers the padded batch (padded pairs
+    have no intersection, hence IoU 0).
+    """
+    counts = _intersections_per_image(dets, gts, _resolve_method("auto", device))
+    inters, det_counts, gt_counts = (list(x) for x in zip(*counts, strict=True))
+    det_count = _pad_1d(det_counts, d, torch.long, device)
+    gt_count = _pad_1d(gt_counts, g, torch.long, device)
+    iou = mask_iou_from_intersections(_pad_2d(inters, d, g, 0), det_count, gt_count, gt_crowd)
+    return iou, det_count, gt_count
+
+
 def _pad_2d(rows: list[Tensor], d: int, g: int, value: float) -> Tensor:
     return torch.stack([F.pad(r, (0, g - r.shape[1], 0, d - r.shape[0]), value=value) for r in rows])
 
@@ -285,6 +322,7 @@ def _assemble_batch(
     iou_type: str,
     box_format: str,
     pool_labels: bool,
+    boundary: tuple[float, str] = (0.02, "boundary-iou-api"),
 ) -> InstanceBatch:
     """IoUs, areas and padded per-detection / per-ground-truth fields of checked inputs.
 
@@ -303,7 +341,7 @@ def _assemble_batch(
     ]
     gt_crowd = _pad_1d(crowd, g, torch.bool, device)
     flags: dict[tuple[str, str], Tensor] = {}
-    if iou_type == "segm":
+    if iou_type in ("segm", "boundary"):
         dets, gts = [], []
         for kind, masks in (("preds", [p["masks"] for p in preds]), ("target", [t["masks"] for t in target])):
             column = _mask_flags(masks)
@@ -316,14 +354,11 @@ def _assemble_batch(
             size = size if len(size) == 2 else (0, 0)
             dets.append(_as_masks(det_masks, size))
             gts.append(_as_masks(gt_masks, size))
-        # the masks were checked above
-        counts = _intersections_per_image(dets, gts, _resolve_method("auto", device))
-        inters, det_counts, gt_counts = (list(x) for x in zip(*counts, strict=True))
-        # one IoU division for the batch: padded pairs have no intersection, hence IoU 0
-        det_count = _pad_1d(det_counts, d, torch.long, device)
-        gt_count = _pad_1d(gt_counts, g, torch.long, device)
-        iou = mask_iou_from_intersections(_pad_2d(inters, d, g, 0), det_count, gt_count, gt_crowd)
+        iou, det_count, gt_count = _padded_mask_iou(dets, gts, gt_crowd, d, g, device)  # checked above
         det_area, gt_geo_area = det_count.double(), gt_count.double()
+        if iou_type == "boundary":  # min(mask IoU, boundary IoU); crowd ground truths keep the mask's
+            b_iou = _boundary_iou(dets, gts, gt_crowd, boundary, d, g, device)
+            iou = torch.where(gt_crowd[:, None, :], iou, torch.minimum(iou, b_iou))
     else:
         # an empty side may come as shape (0,): reshaped to (0, 4)
         det_boxes = _pad_1d([p["boxes"].reshape(-1, 4) for p in preds], d, torch.float64, device)
