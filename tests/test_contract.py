@@ -40,6 +40,7 @@ from torchseg_metrics.semantic import (
     PixelAccuracy,
     SemanticMetrics,
 )
+from torchseg_metrics.semantic_boundary import BoundaryIoU
 
 SIZES = (2, 1, 3, 1)  # uneven batch sizes: images per update() call
 
@@ -168,6 +169,8 @@ CASES = {
     "MeanAccuracy-image": _semantic(MeanAccuracy, 5, aggregation="image", per_class=True),
     "FrequencyWeightedIoU": _semantic(FrequencyWeightedIoU, 6, include_background=False),
     "SemanticMetrics": _semantic(SemanticMetrics, 7, per_class=True),
+    "BoundaryIoU": _semantic(BoundaryIoU, 12, per_class=True, dilation=2),
+    "BoundaryIoU-scores": _semantic(BoundaryIoU, 13, scores=True, include_background=False),
     "MeanIoU-torchmetrics": _semantic(
         MeanIoU, 9, per_class=True, input_format="index", compat="torchmetrics"
     ),

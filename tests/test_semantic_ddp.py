@@ -7,7 +7,7 @@ from _ddp import run_distributed
 from test_multilabel import nested_masks
 from test_semantic import C, _batches
 
-from torchseg_metrics import ConfusionMatrix, DiceScore, MeanIoU, SemanticMetrics
+from torchseg_metrics import BoundaryIoU, ConfusionMatrix, DiceScore, MeanIoU, SemanticMetrics
 from torchseg_metrics.multilabel import MultilabelDiceScore
 
 
@@ -20,6 +20,7 @@ def _make() -> dict:
         # torchmetrics' per-image rules: float sums of float32 values (exact in float64, any order)
         "tm_miou": MeanIoU(C, per_class=True, ignore_index=255, input_format="index", compat="torchmetrics"),
         "tm_dice": DiceScore(C, average="weighted", ignore_index=255, compat="torchmetrics"),
+        "boundary": BoundaryIoU(C, ignore_index=255, per_class=True, dilation=2),
         "tm_dice_global": DiceScore(C, True, None, "global", ignore_index=255, compat="torchmetrics"),
     }
 

@@ -18,10 +18,12 @@ from torchseg_metrics.semantic import (
     PixelAccuracy,
     SemanticMetrics,
 )
+from torchseg_metrics.semantic_boundary import BoundaryIoU
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BoundaryIoU",
     "ConfusionMatrix",
     "DiceScore",
     "FrequencyWeightedIoU",

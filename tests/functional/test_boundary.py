@@ -10,18 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _boundary_reference import reference_boundaries
 from scipy import ndimage
 
 from torchseg_metrics.functional.boundary import boundary_dilation, mask_boundaries
-
-
-def reference_boundaries(masks: np.ndarray, d: int) -> np.ndarray:
-    out = []
-    for m in masks:
-        padded = np.pad(m, 1)
-        eroded = ndimage.binary_erosion(padded, np.ones((3,) * m.ndim), iterations=d, border_value=1)
-        out.append(m & ~eroded[(slice(1, -1),) * m.ndim])
-    return np.stack(out) if out else masks.copy()
 
 
 @pytest.mark.parametrize("seed", range(6))
