@@ -27,7 +27,7 @@ from peers import (
     metric_state_bytes,
     pass_totals,
     quiet,
-    run_contenders,
+    run_on_workload,
     table_rows,
 )
 from workloads import PanopticWorkload, segment_ids, segments_info
@@ -235,13 +235,7 @@ def run(quick: bool) -> str:
     contenders.append(HotcocoPanoptic(things, stuffs))
     if quick:
         ours.repeats = 1
-    results = run_contenders(
-        contenders,
-        lambda: workload.batches(batch_size),
-        batch_len=lambda b: len(b[0]),
-        take=_take,
-        memory_images=memory_images,
-    )
+    results = run_on_workload(contenders, workload, batch_size, _take, memory_images)
     load_after = os.getloadavg()
     by = {id(r.contender): r for r in results}
     r_ours, r_ref, r_compat = by[id(ours)], by[id(reference)], by[id(compat)]

@@ -336,3 +336,21 @@ def metric_state_bytes(metric: Any) -> int:
         for t in value if isinstance(value, list) else [value]:
             total += t.element_size() * t.numel()
     return total
+
+
+def run_on_workload(
+    contenders: list[Contender],
+    workload: Any,
+    batch_size: int,
+    take: Callable[[Any, int], Any],
+    memory_images: int,
+) -> list[Result]:
+    """:func:`run_contenders` over ``workload.batches(batch_size)``, whose batches are tuples of
+    per-image sequences (``(preds, target, ...)``)."""
+    return run_contenders(
+        contenders,
+        lambda: workload.batches(batch_size),
+        batch_len=lambda b: len(b[0]),
+        take=take,
+        memory_images=memory_images,
+    )

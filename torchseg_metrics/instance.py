@@ -30,7 +30,7 @@ from torchseg_metrics.functional.coco_records import (
     parse_coco_params,
     record_layout,
 )
-from torchseg_metrics.functional.instance_inputs import VALUE_CHECKS, _item, _raise_for_invalid
+from torchseg_metrics.functional.instance_values import VALUE_CHECKS, _item, _raise_for_invalid
 
 _NO_IMAGE = 2**62  # "no offending image" in the min-reduced value-check states
 

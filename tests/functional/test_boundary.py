@@ -13,6 +13,7 @@ import torch
 from _boundary_reference import reference_boundaries
 from scipy import ndimage
 
+from torchseg_metrics import _native
 from torchseg_metrics.functional.boundary import boundary_dilation, mask_boundaries
 
 
@@ -63,3 +64,22 @@ def test_bad_arguments() -> None:
         mask_boundaries(torch.zeros(1, 3, 3, dtype=torch.bool), 0)
     with pytest.raises(ValueError, match="Did you mean 'faster-coco-eval'"):
         boundary_dilation((3, 3), 0.02, "faster_coco_eval")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_native_and_torch_paths_agree(seed, monkeypatch: pytest.MonkeyPatch) -> None:
+    # on the CPU 2-D masks take the native kernel (bounding boxes only); the torch twin must match
+    rng = np.random.default_rng(seed)
+    masks = rng.random((7, 33, 47)) < 0.8
+    masks[0] = False  # empty
+    masks[1] = True  # the whole image
+    masks[2, 5:9, 40:47] = True  # touching the right edge
+    masks = ndimage.binary_opening(masks, np.ones((1, 2, 2)))
+    m = torch.from_numpy(masks)
+    for d in (1, 3, 9, 30):
+        native = mask_boundaries(m, d)
+        with monkeypatch.context() as patch:
+            patch.setattr(_native, "mask_boundaries", lambda *args: None)
+            twin = mask_boundaries(m, d)
+        assert torch.equal(native, twin), d
+        np.testing.assert_array_equal(native.numpy(), reference_boundaries(masks, d))

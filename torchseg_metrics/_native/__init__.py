@@ -37,6 +37,7 @@ __all__ = [
     "available",
     "channel_argmax",
     "confusion_counts",
+    "mask_boundaries",
     "mask_counts",
     "parallel_map",
     "run_records",
@@ -72,6 +73,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn.restype = _I64
     lib.mask_counts.argtypes = [_P, _P, _I64, _I64, _I64, _I64, _I64, _P, _P, _P]
     lib.mask_counts.restype = ctypes.c_int
+    lib.mask_boundaries.argtypes = [_P, _I64, _I64, _I64, _I64, _P]
+    lib.mask_boundaries.restype = ctypes.c_int
     for name in _FLOAT_NAMES.values():
         fn = getattr(lib, f"argmax_{name}")
         fn.argtypes = [_P, _I64, _I64, _I64, _P]
@@ -324,6 +327,30 @@ def mask_counts(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor, Tensor] | None
     if rc != 0:
         raise MemoryError("torchseg_metrics: the native mask kernel could not allocate its boxes")
     return inter, det_area, gt_area
+
+
+def mask_boundaries(masks: Tensor, dilation: int) -> Tensor | None:
+    """bool ``(N, H, W)`` boundary bands of contiguous CPU bool masks (see
+    :func:`torchseg_metrics.functional.boundary.mask_boundaries`), or None (use torch). Each mask's
+    bounding box only is visited; masks are split over threads."""
+    lib = _library()
+    if lib is None or masks.dtype != torch.bool or masks.ndim != 3 or masks.device.type != "cpu":
+        return None
+    _require(dilation >= 1, f"dilation must be >= 1, got {dilation}")
+    masks = masks.contiguous()
+    n, h, w = masks.shape
+    out = torch.zeros_like(masks)
+
+    if n == 0 or h * w == 0:
+        return out
+
+    def band(span: tuple[int, int]) -> int:
+        a, b = span
+        return lib.mask_boundaries(masks[a].data_ptr(), b - a, h, w, dilation, out[a].data_ptr())
+
+    if any(code != 0 for code in parallel_map(band, _ranges(n, h * w))):
+        raise MemoryError("torchseg_metrics: the native boundary kernel could not allocate its rows")
+    return out
 
 
 def channel_argmax(scores: Tensor) -> tuple[Tensor, Tensor] | None:

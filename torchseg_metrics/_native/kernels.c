@@ -335,3 +335,65 @@ int mask_counts(const uint8_t *det, const uint8_t *gt, int64_t d, int64_t g, int
 
 DEFINE_ARGMAX(f32, float, int32_t)
 DEFINE_ARGMAX(f64, double, int64_t)
+
+/* ------------------------------------------------------------------ mask boundary bands
+ * For n contiguous (h, w) 0/1 masks: out = mask & !erode(mask), the erosion by a (2d+1) square
+ * with everything outside the image 0 (boundary-iou-api's one-pixel zero pad + cv2.erode). Only the
+ * mask's bounding box is visited: outside it the mask is 0, which the erosion treats as the pad.
+ * A pixel survives iff its row run of ones reaches d to the left and right (row pass) and the
+ * surviving pixels' column run reaches d up and down (column pass). out must be zeroed.
+ * Returns 0, or -1 when the scratch buffers cannot be allocated.
+ */
+int mask_boundaries(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64_t d, uint8_t *out) {
+    const int64_t p = h * w, need = d + 1;
+    uint8_t *rows = (uint8_t *)malloc((size_t)(p > 0 ? p : 1));
+    int64_t *run = (int64_t *)malloc((size_t)((w > h ? w : h) + 1) * sizeof(int64_t));
+    if (rows == NULL || run == NULL) {
+        free(rows);
+        free(run);
+        return -1;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *m = masks + i * p;
+        uint8_t *o = out + i * p;
+        int64_t box[4];
+        if (scan_box(m, h, w, box) == 0) continue;
+        const int64_t y0 = box[0], bh = box[1] - box[0], x0 = box[2], bw = box[3] - box[2];
+        /* row pass: rows[y * bw + x] = 1 iff the run of ones through (y, x) reaches d both ways */
+        for (int64_t y = 0; y < bh; y++) {
+            const uint8_t *r = m + (y0 + y) * w + x0;
+            uint8_t *q = rows + y * bw;
+            int64_t left = 0, right = 0;
+            for (int64_t x = 0; x < bw; x++) {
+                left = r[x] ? left + 1 : 0;
+                run[x] = left;
+            }
+            for (int64_t x = bw - 1; x >= 0; x--) {
+                right = r[x] ? right + 1 : 0;
+                q[x] = (uint8_t)(run[x] >= need && right >= need);
+            }
+        }
+        /* column pass: up runs (bit 1), then down runs; boundary = mask and not eroded */
+        for (int64_t x = 0; x < bw; x++) run[x] = 0;
+        for (int64_t y = 0; y < bh; y++) {
+            uint8_t *q = rows + y * bw;
+            for (int64_t x = 0; x < bw; x++) {
+                run[x] = (q[x] & 1) ? run[x] + 1 : 0;
+                q[x] |= (uint8_t)((run[x] >= need) << 1);
+            }
+        }
+        for (int64_t x = 0; x < bw; x++) run[x] = 0;
+        for (int64_t y = bh - 1; y >= 0; y--) {
+            const uint8_t *q = rows + y * bw, *r = m + (y0 + y) * w + x0;
+            uint8_t *t = o + (y0 + y) * w + x0;
+            for (int64_t x = 0; x < bw; x++) {
+                run[x] = (q[x] & 1) ? run[x] + 1 : 0;
+                const int eroded = (q[x] & 2) && run[x] >= need;
+                t[x] = (uint8_t)(r[x] && !eroded);
+            }
+        }
+    }
+    free(rows);
+    free(run);
+    return 0;
+}

@@ -7,7 +7,9 @@ repeated ``d`` times, after padding the image with one zero pixel (boundary-iou-
 OpenCV's erosion border is +inf, which changes nothing: a window that leaves the image already
 contains the zero pad. So a pixel survives the erosion iff its whole ``(2d+1)``-square window lies
 inside the image and holds only mask pixels: a separable AND, one pass per axis, each by window
-doubling (about ``log2(2d+1)`` bool operations per pixel, exact); no loop over pixels.
+doubling (about ``log2(2d+1)`` bool operations per pixel, exact); no loop over pixels. On the CPU,
+2-D masks go to a native kernel instead (run lengths over each mask's bounding box only: outside
+it the mask is 0, as the pad is), with identical results.
 
 ``d = max(1, round(ratio * sqrt(H**2 + W**2)))``: boundary-iou-api rounds with Python's ``round``
 (half to even); faster-coco-eval's C++ path with ``round(x - 1e-10)`` (half down). They differ
@@ -22,6 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from torchseg_metrics import _native
 from torchseg_metrics._checks import Found, check_choice, fail
 
 BoundaryRounding = Literal["boundary-iou-api", "faster-coco-eval"]
@@ -94,6 +97,10 @@ def mask_boundaries(masks: Tensor, dilation: int) -> Tensor:
         fail("masks", "of shape (N, H, W) or (N, D, H, W)", Found(f"shape {tuple(masks.shape)}"))
     if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
         fail("dilation", "an integer >= 1", dilation)
+    if masks.ndim == 3:  # 2-D on the CPU: the native kernel, visiting each mask's bounding box only
+        native = _native.mask_boundaries(masks, dilation)
+        if native is not None:
+            return native
     per_mask = max(1, math.prod(masks.shape[1:]))
     step = max(1, _CHUNK_PIXELS // per_mask)
     parts = []

@@ -42,12 +42,8 @@ from torchseg_metrics.functional.coco_params import (
     max_detections_tuple,
     thresholds_tensor,
 )
-from torchseg_metrics.functional.instance_inputs import (
-    InstanceBatch,
-    _assemble_batch,
-    _check_instance_inputs,
-    _raise_for_invalid,
-)
+from torchseg_metrics.functional.instance_inputs import InstanceBatch, _assemble_batch, _check_instance_inputs
+from torchseg_metrics.functional.instance_values import _raise_for_invalid
 
 #: Records that depend on the IoU type (the others, scores and labels in score order, do not).
 TYPED_RECORDS = frozenset(

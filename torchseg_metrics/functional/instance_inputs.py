@@ -1,7 +1,7 @@
 """Input checks and batch assembly for :class:`torchseg_metrics.instance.MeanAveragePrecision`.
 
 Inputs are torchmetrics' lists of per-image dicts. :func:`_check_instance_inputs` reads only
-metadata (types, dtypes, shapes, devices). The value checks (:data:`VALUE_CHECKS`: finite scores,
+metadata (types, dtypes, shapes, devices). The value checks (:mod:`.instance_values`: finite scores,
 boxes and areas, non-negative labels and areas) are computed on the device by
 :func:`_assemble_batch` as one ``(images, checks)`` flag tensor; the metric reads it at once for
 CPU inputs, where that costs no synchronisation, and on other devices keeps the first offending
@@ -10,7 +10,7 @@ image per check in a state and raises in ``compute()``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -21,6 +21,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torchseg_metrics._checks import Found, check_same_device, fail, is_integer_dtype
 from torchseg_metrics.functional.boundary import boundary_dilation, mask_boundaries
 from torchseg_metrics.functional.box_iou import _to_xywh64, box_iou
+from torchseg_metrics.functional.instance_values import _invalid_flags, _item, _mask_flags
 from torchseg_metrics.functional.mask_iou import (
     _intersections_per_image,
     _resolve_method,
@@ -45,93 +46,6 @@ class InstanceBatch(NamedTuple):
     num_gts: list[int]
 
 
-def _non_finite(x: Tensor) -> Tensor:
-    return ~torch.isfinite(x)
-
-
-def _negative(x: Tensor) -> Tensor:
-    return x < 0
-
-
-def _not_an_area(x: Tensor) -> Tensor:
-    return ~torch.isfinite(x) | (x < 0)
-
-
-def _not_binary(x: Tensor) -> Tensor:
-    return (x != 0) & (x != 1)
-
-
-class ValueCheck(NamedTuple):
-    """A rule on the values of one input field; ``bad`` marks the offending elements."""
-
-    kind: str  # "preds" or "target"
-    key: str
-    expectation: str
-    bad: Callable[[Tensor], Tensor]
-
-
-#: The value rules, in the order their failures are reported (image first, then this order).
-VALUE_CHECKS = (
-    ValueCheck("preds", "scores", "finite (no NaN or inf)", _non_finite),
-    ValueCheck("preds", "labels", "non-negative class ids", _negative),
-    ValueCheck("target", "labels", "non-negative class ids", _negative),
-    ValueCheck("preds", "boxes", "finite box coordinates (no NaN or inf)", _non_finite),
-    ValueCheck("target", "boxes", "finite box coordinates (no NaN or inf)", _non_finite),
-    ValueCheck("preds", "area", "finite, non-negative areas", _not_an_area),
-    ValueCheck("target", "area", "finite, non-negative areas", _not_an_area),
-    ValueCheck("preds", "masks", "masks of 0/1 values (or bool)", _not_binary),
-    ValueCheck("target", "masks", "masks of 0/1 values (or bool)", _not_binary),
-)
-
-
-def _raise_for_invalid(
-    invalid: Tensor, preds: Sequence[Mapping[str, Tensor]], target: Sequence[Mapping[str, Tensor]]
-) -> None:
-    """Raise for the first (image, check) flagged in ``invalid``, describing the offending values.
-
-    Reads ``invalid`` (and on failure the offending tensor) to the host: callers use it for CPU
-    tensors only, where that costs no synchronisation.
-    """
-    if not bool(invalid.any()):
-        return
-    first = int(invalid.flatten().to(torch.uint8).argmax())  # image-major, as VALUE_CHECKS orders
-    image, check = divmod(first, len(VALUE_CHECKS))
-    rule = VALUE_CHECKS[check]
-    values = (preds if rule.kind == "preds" else target)[image][rule.key]
-    bad = values[rule.bad(values)]
-    found = f"{bad.numel()} invalid value(s), the first {bad[0].item()!r}"
-    fail(_item(rule.kind, image, rule.key), rule.expectation, Found(found))
-
-
-def _invalid_flags(
-    fields: Mapping[tuple[str, str], Tensor],
-    flags: Mapping[tuple[str, str], Tensor],
-    b: int,
-    device: torch.device,
-) -> Tensor:
-    """``(b, len(VALUE_CHECKS))`` flags from padded per-image ``fields`` (padding is always valid)
-    or per-image ``flags`` ``(b,)`` computed by the caller."""
-    columns = []
-    for rule in VALUE_CHECKS:
-        key = (rule.kind, rule.key)
-        if key in flags:
-            columns.append(flags[key])
-        elif key in fields:
-            columns.append(rule.bad(fields[key]).reshape(b, -1).any(1))
-        else:
-            columns.append(torch.zeros(b, dtype=torch.bool, device=device))
-    return torch.stack(columns, 1)
-
-
-def _mask_flags(masks: list[Tensor]) -> Tensor | None:
-    """Per image, whether a non-bool mask holds a value other than 0 and 1 (None: all bool)."""
-    if all(m.dtype == torch.bool for m in masks):
-        return None
-    return torch.stack(
-        [_not_binary(m).any() if m.dtype != torch.bool else m.new_zeros((), dtype=torch.bool) for m in masks]
-    )
-
-
 def _as_masks(masks: Tensor, size: tuple[int, ...]) -> Tensor:
     """Bool ``(N, *size)`` masks from checked input masks (0/1 numbers, or an empty ``(0,)``)."""
     if masks.dtype != torch.bool:
@@ -139,10 +53,6 @@ def _as_masks(masks: Tensor, size: tuple[int, ...]) -> Tensor:
     if tuple(masks.shape[1:]) != size:  # an empty side without the image size
         return torch.zeros((0, *size), dtype=torch.bool, device=masks.device)
     return masks
-
-
-def _item(kind: str, i: int, key: str) -> str:
-    return f"{kind}[{i}][{key!r}]"
 
 
 def _get(kind: str, i: int, d: Mapping[str, Any], key: str) -> Tensor:
@@ -280,12 +190,13 @@ def _boundary_iou(
     """Padded ``(B, D, G)`` IoU of the boundary bands, each image at its own dilation (pycocotools'
     IoU of the boundary masks, crowd formula included, as faster-coco-eval computes it)."""
     ratio, rounding = boundary
-    b_dets, b_gts = [], []
-    for det_masks, gt_masks in zip(dets, gts, strict=True):
+    method = _resolve_method("auto", device)
+    counts = []
+    for det_masks, gt_masks in zip(dets, gts, strict=True):  # one image's bands alive at a time
         dilation = boundary_dilation(tuple(det_masks.shape[1:]), ratio, rounding)  # type: ignore[arg-type]
-        b_dets.append(mask_boundaries(det_masks, dilation))
-        b_gts.append(mask_boundaries(gt_masks, dilation))
-    return _padded_mask_iou(b_dets, b_gts, gt_crowd, d, g, device)[0]
+        bands = (mask_boundaries(det_masks, dilation), mask_boundaries(gt_masks, dilation))
+        counts += _intersections_per_image([bands[0]], [bands[1]], method)
+    return _iou_of_counts(counts, gt_crowd, d, g, device)[0]
 
 
 def _padded_mask_iou(
@@ -297,6 +208,13 @@ def _padded_mask_iou(
     have no intersection, hence IoU 0).
     """
     counts = _intersections_per_image(dets, gts, _resolve_method("auto", device))
+    return _iou_of_counts(counts, gt_crowd, d, g, device)
+
+
+def _iou_of_counts(
+    counts: Sequence[tuple[Tensor, Tensor, Tensor]], gt_crowd: Tensor, d: int, g: int, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Padded ``(iou (B, D, G), det_count (B, D), gt_count (B, G))`` of per-image counts (one division)."""
     inters, det_counts, gt_counts = (list(x) for x in zip(*counts, strict=True))
     det_count = _pad_1d(det_counts, d, torch.long, device)
     gt_count = _pad_1d(gt_counts, g, torch.long, device)
