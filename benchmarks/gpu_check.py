@@ -14,8 +14,9 @@ Parts, each guarded so that a failure is printed and the next part still runs:
    ``MulticlassJaccardIndex`` and the floor of reading both inputs once; the achieved bandwidth of
    the index-input path is the bytes of both label maps divided by the time of update + compute;
    the ``update`` is also run under ``torch.cuda.set_sync_debug_mode("error")``;
-3. instance (``MeanAveragePrecision(iou_type="segm")``) and panoptic (``PanopticQuality``) on the
-   ``workloads`` generators at moderate size, on the GPU and on the CPU, with equal results checked.
+3. instance (``MeanAveragePrecision``, ``iou_type`` ``"segm"`` and ``"boundary"``) and panoptic
+   (``PanopticQuality``) on the ``workloads`` generators at moderate size, on the GPU and on the
+   CPU, with equal results checked.
 
 All times are CUDA-synchronised medians, in ms per image. Without CUDA the script prints a message
 and exits with status 0. It exits 1 when a part failed or a check did not hold. The reference
@@ -326,6 +327,20 @@ def instance_panoptic_part(report: Report, quick: bool, device: str = "cuda") ->
         f"`MeanAveragePrecision(iou_type='segm')`, {images} images {size[0]}x{size[1]}, "
         f"{iw.dets_per_image} detections/image",
         make_map,
+        list(iw.batches(8)),
+        lambda m, b: m.update(*b),
+        lambda m: float(m.compute()["map"]),
+    )
+
+    def make_boundary_map() -> Any:
+        from torchseg_metrics.instance import MeanAveragePrecision
+
+        return MeanAveragePrecision(iou_type="boundary")
+
+    task(
+        f"`MeanAveragePrecision(iou_type='boundary')`, {images} images {size[0]}x{size[1]}, "
+        f"{iw.dets_per_image} detections/image",
+        make_boundary_map,
         list(iw.batches(8)),
         lambda m, b: m.update(*b),
         lambda m: float(m.compute()["map"]),
