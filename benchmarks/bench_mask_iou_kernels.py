@@ -1,4 +1,4 @@
-"""Micro-benchmark of the pairwise mask-IoU kernels (``torchseg_metrics.functional.mask_iou``).
+"""Micro-benchmark of the pairwise mask-IoU kernels (``torchseg_metrics.functional.instance.mask_iou``).
 
 Times ``mask_intersections`` with each ``method`` on COCO-like images (the issue-3 workload of
 ``workloads.InstanceWorkload``: 480x640, ~7 ground truths, 100 detections) and, for scale, the floor
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from _harness import machine_line, markdown_table, median_seconds
 from workloads import InstanceWorkload
 
-from torchseg_metrics.functional.mask_iou import mask_intersections, mask_iou
+from torchseg_metrics.functional.instance.mask_iou import mask_intersections, mask_iou
 
 
 def _pycocotools(det: torch.Tensor, gt: torch.Tensor, crowd: torch.Tensor) -> object:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from _semantic_reference import blob_labels, perturb
 
-from torchseg_metrics.functional.multilabel import multilabel_stats_update
+from torchseg_metrics.functional.semantic.multilabel import multilabel_stats_update
 from torchseg_metrics.multilabel import MultilabelDiceScore, MultilabelMeanIoU
 
 C = 3

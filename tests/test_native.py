@@ -15,7 +15,7 @@ import torch
 from _semantic_reference import tie_scores
 
 from torchseg_metrics import _native
-from torchseg_metrics.functional.panoptic_pairing import _run_records_torch
+from torchseg_metrics.functional.panoptic.pairing import _run_records_torch
 
 pytestmark = pytest.mark.skipif(
     not _native.available(), reason="the native kernels are unavailable here (no C compiler)"
@@ -51,7 +51,7 @@ def test_a_failed_build_falls_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert _native.status() == (
         "unavailable (RuntimeError: no C compiler found (set CC)): the torch-op twins run"
     )
-    from torchseg_metrics.functional.confusion import _confusion_matrix_update
+    from torchseg_metrics.functional.semantic.confusion import _confusion_matrix_update
 
     t = torch.tensor([[0, 1, 2, 255]], dtype=torch.uint8)
     confmat, invalid = _confusion_matrix_update(t, t, 3, 255)
@@ -231,7 +231,7 @@ def test_channel_argmax_layouts_it_does_not_take() -> None:
 
 def test_mask_counts_leave_large_overlapping_objects_to_the_gemm(monkeypatch: pytest.MonkeyPatch) -> None:
     """Full-image ground truths make the boxes useless: the kernel declines, the GEMM counts."""
-    from torchseg_metrics.functional.mask_iou import mask_intersections
+    from torchseg_metrics.functional.instance.mask_iou import mask_intersections
 
     rng = np.random.default_rng(4)
     det = torch.from_numpy(rng.random((6, 20, 30)) < 0.5)

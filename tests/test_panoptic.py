@@ -14,7 +14,7 @@ from torchmetrics.detection import ModifiedPanopticQuality as TMModifiedPQ
 from torchmetrics.detection import PanopticQuality as TMPanopticQuality
 from torchmetrics.utilities.data import dim_zero_sum
 
-from torchseg_metrics.functional.panoptic import panoptic_quality
+from torchseg_metrics.functional.panoptic.metrics import panoptic_quality
 from torchseg_metrics.panoptic import ModifiedPanopticQuality, PanopticQuality
 
 

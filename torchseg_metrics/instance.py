@@ -1,6 +1,6 @@
 """COCO-exact instance mask and box AP/AR as a ``torchmetrics.Metric``: :class:`MeanAveragePrecision`.
 
-A thin shell over :mod:`torchseg_metrics.functional.coco_records`: ``update()`` appends the
+A thin shell over :mod:`torchseg_metrics.functional.instance.coco_records`: ``update()`` appends the
 records of each batch, ``compute()`` reduces them (the functional twin is
 :func:`~torchseg_metrics.functional.mean_average_precision`).
 """
@@ -19,8 +19,8 @@ from torchmetrics.utilities.prints import rank_zero_warn
 
 from torchseg_metrics._checks import Found, fail
 from torchseg_metrics._config_state import add_config_state
-from torchseg_metrics.functional.coco_params import COCO_AREA_RANGES
-from torchseg_metrics.functional.coco_records import (
+from torchseg_metrics.functional.instance.coco_params import COCO_AREA_RANGES
+from torchseg_metrics.functional.instance.coco_records import (
     AR_NAMES,
     STAT_NAMES,
     CocoParams,
@@ -30,7 +30,7 @@ from torchseg_metrics.functional.coco_records import (
     parse_coco_params,
     record_layout,
 )
-from torchseg_metrics.functional.instance_values import VALUE_CHECKS, _item, _raise_for_invalid
+from torchseg_metrics.functional.instance.values import VALUE_CHECKS, _item, _raise_for_invalid
 
 _NO_IMAGE = 2**62  # "no offending image" in the min-reduced value-check states
 

@@ -1,6 +1,6 @@
 """Multi-label segmentation metrics (overlapping per-class masks), as ``torchmetrics.Metric`` classes.
 
-See :mod:`torchseg_metrics.functional.multilabel` for inputs and the **Aggregation** rules. State:
+See :mod:`torchseg_metrics.functional.semantic.multilabel` for inputs and the **Aggregation** rules. State:
 an int64 ``(C, 4)`` count matrix ``[tn, fp, fn, tp]`` (plus per-class sums of per-image scores with
 ``aggregation="image"``), summed across processes.
 """
@@ -15,13 +15,13 @@ from torchmetrics import Metric
 
 from torchseg_metrics._checks import check_bool, check_choice, check_positive_int, check_probability
 from torchseg_metrics._config_state import add_config_state
-from torchseg_metrics.functional.multilabel import (
+from torchseg_metrics.functional.semantic.multilabel import (
     MULTILABEL_SCORES,
     multilabel_scores,
     multilabel_stats_update,
     raise_for_invalid_multilabel,
 )
-from torchseg_metrics.functional.semantic import AGGREGATIONS, Aggregation
+from torchseg_metrics.functional.semantic.stats import AGGREGATIONS, Aggregation
 
 __all__ = ["MultilabelDiceScore", "MultilabelMeanIoU"]
 

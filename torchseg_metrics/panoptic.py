@@ -4,7 +4,7 @@ A drop-in for ``torchmetrics.detection.PanopticQuality`` / ``ModifiedPanopticQua
 constructor, inputs and output shapes), with panopticapi's rules by default, crowd regions,
 ``compat="torchmetrics"`` for torchmetrics' numbers, and :meth:`PanopticQuality.summary` for
 panopticapi's All/Things/Stuff table. Rules, crowd and void are described in
-:mod:`torchseg_metrics.functional.panoptic`.
+:mod:`torchseg_metrics.functional.panoptic.metrics`.
 
 State: ``iou_sum`` float64 ``(C,)``, ``tp``/``fp``/``fn`` int64 ``(C,)`` and ``bad_values`` int64
 ``(4,)`` (offending pixels counted on CUDA, see *Raises*), all summed across processes. No maps or
@@ -20,8 +20,8 @@ from torchmetrics import Metric
 
 from torchseg_metrics._checks import check_bool
 from torchseg_metrics._config_state import add_config_state
-from torchseg_metrics.functional.panoptic_pairing import Compat, _panoptic_stats_update
-from torchseg_metrics.functional.panoptic_scores import (
+from torchseg_metrics.functional.panoptic.pairing import Compat, _panoptic_stats_update
+from torchseg_metrics.functional.panoptic.scores import (
     check_compat,
     check_panoptic_inputs,
     panoptic_quality_from_stats,

@@ -25,7 +25,7 @@ from torchmetrics import Metric
 from torchseg_metrics._checks import check_bool, check_choice, check_class_names, fail
 from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.counting import CountMethod
-from torchseg_metrics.functional.input_formats import (
+from torchseg_metrics.functional.semantic.input_formats import (
     INPUT_FORMATS,
     SEMANTIC_COMPAT,
     InputFormat,
@@ -35,7 +35,7 @@ from torchseg_metrics.functional.input_formats import (
     dice_from_overlaps,
     iou_from_overlaps,
 )
-from torchseg_metrics.functional.semantic import (
+from torchseg_metrics.functional.semantic.stats import (
     DICE_AVERAGES,
     NORMALIZE,
     Aggregation,

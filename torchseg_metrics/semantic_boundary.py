@@ -21,10 +21,13 @@ from torchseg_metrics._checks import (
 )
 from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.boundary import BOUNDARY_ROUNDINGS, BoundaryRounding
-from torchseg_metrics.functional.boundary_iou import boundary_iou_from_stats, boundary_iou_stats_update
-from torchseg_metrics.functional.scores import class_mask
-from torchseg_metrics.functional.semantic import check_semantic_args
-from torchseg_metrics.functional.semantic_inputs import raise_for_invalid
+from torchseg_metrics.functional.semantic.boundary_iou import (
+    boundary_iou_from_stats,
+    boundary_iou_stats_update,
+)
+from torchseg_metrics.functional.semantic.inputs import raise_for_invalid
+from torchseg_metrics.functional.semantic.scores import class_mask
+from torchseg_metrics.functional.semantic.stats import check_semantic_args
 
 __all__ = ["BoundaryIoU"]
 
@@ -33,7 +36,7 @@ class BoundaryIoU(Metric):
     """Boundary IoU (Cheng et al., CVPR 2021) per class, or its mean over classes.
 
     For every class, the IoU of the boundary bands of the predicted and the target class masks
-    (see :mod:`torchseg_metrics.functional.boundary_iou`): sloppy edges of large regions, which
+    (see :mod:`torchseg_metrics.functional.semantic.boundary_iou`): sloppy edges of large regions, which
     barely move the mIoU, lower it.
 
     Args:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from torchseg_metrics.functional.input_formats import (
+from torchseg_metrics.functional.semantic.input_formats import (
     check_compat_arguments,
     dice_from_overlaps,
     overlaps_update,

@@ -8,7 +8,7 @@ import torch
 from _semantic_reference import blob_labels, np_confusion, perturb
 
 import torchseg_metrics.functional.counting as counting
-from torchseg_metrics.functional.confusion import _confusion_matrix_update
+from torchseg_metrics.functional.semantic.confusion import _confusion_matrix_update
 from torchseg_metrics.functional.counting import count_codes, count_true, release_buffers, reusable_buffer
 
 

@@ -47,14 +47,14 @@ from torch import Tensor
 
 from torchseg_metrics import _native
 from torchseg_metrics._checks import Found, check_choice, check_same_device, check_tensor, fail
-from torchseg_metrics.functional.box_iou import (
+from torchseg_metrics.functional.counting import count_true, exact_integer_gemm
+from torchseg_metrics.functional.instance.box_iou import (
     BOX_FORMATS,
     BoxFormat,
     _check_crowd,
     box_convert_to_xyxy,
     box_iou,
 )
-from torchseg_metrics.functional.counting import count_true, exact_integer_gemm
 
 MaskMethod = Literal["auto", "native", "int8", "bytes", "matmul"]
 MASK_METHODS: tuple[str, ...] = ("auto", "native", "int8", "bytes", "matmul")

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from torchseg_metrics.functional.boundary import BoundaryRounding, boundary_dilation, mask_boundaries
-from torchseg_metrics.functional.multilabel import multilabel_stats_update
-from torchseg_metrics.functional.semantic_inputs import check_semantic_inputs, labels_from_preds
+from torchseg_metrics.functional.semantic.inputs import check_semantic_inputs, labels_from_preds
+from torchseg_metrics.functional.semantic.multilabel import multilabel_stats_update
 
 #: Classes whose masks are built at once (bounds the ``(N, classes, ...)`` bool temporaries).
 _CLASS_CHUNK = 16

@@ -20,13 +20,13 @@ from torch.nn.utils.rnn import pad_sequence
 
 from torchseg_metrics._checks import Found, check_same_device, fail, is_integer_dtype
 from torchseg_metrics.functional.boundary import boundary_dilation, mask_boundaries
-from torchseg_metrics.functional.box_iou import _to_xywh64, box_iou
-from torchseg_metrics.functional.instance_values import _invalid_flags, _item, _mask_flags
-from torchseg_metrics.functional.mask_iou import (
+from torchseg_metrics.functional.instance.box_iou import _to_xywh64, box_iou
+from torchseg_metrics.functional.instance.mask_iou import (
     _intersections_per_image,
     _resolve_method,
     mask_iou_from_intersections,
 )
+from torchseg_metrics.functional.instance.values import _invalid_flags, _item, _mask_flags
 
 
 class InstanceBatch(NamedTuple):

@@ -12,14 +12,14 @@ from _backends import CPU_ONLY, require_method
 
 from torchseg_metrics import _native
 from torchseg_metrics.functional.counting import exact_integer_gemm
-from torchseg_metrics.functional.mask_iou import (
+from torchseg_metrics.functional.instance.mask_iou import (
     mask_intersections,
     mask_iou,
     mask_iou_from_intersections,
 )
 
-# the module itself (``torchseg_metrics.functional.mask_iou`` as an attribute is the function)
-mask_iou_module = importlib.import_module("torchseg_metrics.functional.mask_iou")
+# the module itself (``torchseg_metrics.functional.instance.mask_iou`` as an attribute is the function)
+mask_iou_module = importlib.import_module("torchseg_metrics.functional.instance.mask_iou")
 
 METHODS = ["native", "int8", "bytes", "matmul", "auto"]
 

@@ -21,19 +21,23 @@ import torch
 from torch import Tensor
 
 from torchseg_metrics._checks import check_bool, check_choice, check_optional_int, check_positive_int
-from torchseg_metrics.functional.confusion import _confusion_matrix_update
 from torchseg_metrics.functional.counting import COUNT_METHODS, CountMethod
-from torchseg_metrics.functional.input_formats import check_input_format, index_inputs, is_one_hot_target
-from torchseg_metrics.functional.scores import (
+from torchseg_metrics.functional.semantic.confusion import _confusion_matrix_update
+from torchseg_metrics.functional.semantic.input_formats import (
+    check_input_format,
+    index_inputs,
+    is_one_hot_target,
+)
+from torchseg_metrics.functional.semantic.inputs import (
+    check_semantic_inputs,
+    labels_from_preds,
+    raise_for_invalid,
+)
+from torchseg_metrics.functional.semantic.scores import (
     MEAN_SCORES,
     PER_CLASS_SCORES,
     class_mask,
     scores_from_confusion,
-)
-from torchseg_metrics.functional.semantic_inputs import (
-    check_semantic_inputs,
-    labels_from_preds,
-    raise_for_invalid,
 )
 
 Aggregation = Literal["dataset", "image"]
@@ -110,7 +114,7 @@ def semantic_stats_update(
 ) -> dict[str, Tensor]:
     """Statistics increments of one batch (keys as :func:`empty_semantic_stats`).
 
-    ``input_format`` (see :mod:`~torchseg_metrics.functional.input_formats`) converts one-hot
+    ``input_format`` (see :mod:`~torchseg_metrics.functional.semantic.input_formats`) converts one-hot
     inputs to label maps first.
 
     On CPU the value checks run at once (host data: no device sync) and raise before anything is
@@ -234,7 +238,7 @@ def confusion_matrix(
             (columns), ``"all"`` for float64 fractions (NaN where a row/column is empty).
 
     Predictions outside ``[0, C)`` on valid pixels are misses of the target class and appear in
-    no column (see :mod:`torchseg_metrics.functional.confusion`).
+    no column (see :mod:`torchseg_metrics.functional.semantic.confusion`).
 
     Raises:
         TypeError, ValueError: for bad inputs (see :func:`check_semantic_inputs`).

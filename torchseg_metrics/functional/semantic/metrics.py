@@ -11,7 +11,7 @@ from typing import Literal
 from torch import Tensor
 
 from torchseg_metrics._checks import check_bool, check_choice, fail
-from torchseg_metrics.functional.input_formats import (
+from torchseg_metrics.functional.semantic.input_formats import (
     SEMANTIC_COMPAT,
     InputFormat,
     SemanticCompat,
@@ -22,7 +22,7 @@ from torchseg_metrics.functional.input_formats import (
     overlaps_update,
     raise_for_invalid_overlaps,
 )
-from torchseg_metrics.functional.semantic import (
+from torchseg_metrics.functional.semantic.stats import (
     DICE_AVERAGES,
     Aggregation,
     Average,
@@ -106,7 +106,7 @@ def mean_iou(
         include_background: when False, class 0 is dropped from output and mean.
         per_class: return the ``(C,)`` vector instead of the mean.
         input_format: None / ``"index"`` / ``"one-hot"`` / ``"mixed"`` (see
-            :mod:`~torchseg_metrics.functional.input_formats`).
+            :mod:`~torchseg_metrics.functional.semantic.input_formats`).
         ignore_index: target value whose pixels are dropped (any value; inside ``[0, C)`` that
             class is NaN in per-class output and left out of the mean).
         aggregation: ``"dataset"`` (one confusion matrix) or ``"image"`` (mean of per-image values).

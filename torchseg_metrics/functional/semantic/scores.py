@@ -1,7 +1,7 @@
 """Semantic scores as pure reductions of a confusion matrix.
 
 Every function takes the ``(..., C, C + 1)`` int64 statistic of
-:mod:`torchseg_metrics.functional.confusion` (rows = target, last column = predictions outside
+:mod:`torchseg_metrics.functional.semantic.confusion` (rows = target, last column = predictions outside
 ``[0, C)``) and returns float64. Undefined values are NaN: a class with no target and no
 predicted pixels has IoU and Dice NaN; a class predicted but absent from the target has IoU and
 Dice 0 (it counts, as in mmseg and Cityscapes) and accuracy NaN. Means skip NaN.

@@ -10,13 +10,13 @@ import torch
 from _coco_reference import build_coco, coco_iou_matrix, random_scene
 from pycocotools.cocoeval import COCOeval
 
-from torchseg_metrics.functional.coco_matching import (
+from torchseg_metrics.functional.instance.coco_matching import (
     CocoMatches,
     _coco_match_update,
     _pack_match_flags,
     _unpack_match_flags,
 )
-from torchseg_metrics.functional.coco_params import COCO_AREA_RANGES, COCO_IOU_THRESHOLDS
+from torchseg_metrics.functional.instance.coco_params import COCO_AREA_RANGES, COCO_IOU_THRESHOLDS
 
 METHODS = ["parallel", "sequential"]
 F64 = torch.float64

@@ -9,7 +9,7 @@ import pytest
 import torch
 from _semantic_reference import np_scores
 
-from torchseg_metrics.functional.scores import (
+from torchseg_metrics.functional.semantic.scores import (
     MEAN_SCORES,
     PER_CLASS_SCORES,
     class_mask,

@@ -26,14 +26,14 @@ import torch
 from torch import Tensor
 
 from torchseg_metrics._checks import Found, check_choice, check_tensor, fail
-from torchseg_metrics.functional.confusion import _confusion_matrix_update
 from torchseg_metrics.functional.counting import CountMethod
-from torchseg_metrics.functional.multilabel import multilabel_stats_update
-from torchseg_metrics.functional.semantic_inputs import (
+from torchseg_metrics.functional.semantic.confusion import _confusion_matrix_update
+from torchseg_metrics.functional.semantic.inputs import (
     check_semantic_inputs,
     labels_from_preds,
     raise_for_invalid,
 )
+from torchseg_metrics.functional.semantic.multilabel import multilabel_stats_update
 
 InputFormat = Literal["index", "one-hot", "mixed"]
 INPUT_FORMATS: tuple[str, ...] = ("index", "one-hot", "mixed")

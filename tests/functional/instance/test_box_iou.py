@@ -7,7 +7,7 @@ import pycocotools.mask as mask_utils
 import pytest
 import torch
 
-from torchseg_metrics.functional.box_iou import box_convert_to_xyxy, box_iou
+from torchseg_metrics.functional.instance.box_iou import box_convert_to_xyxy, box_iou
 
 
 def _random_xywh(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -14,9 +14,9 @@ from torchmetrics.detection import ModifiedPanopticQuality as TMModifiedPQ
 from torchmetrics.detection import PanopticQuality as TMPanopticQuality
 
 from torchseg_metrics.functional import panoptic_pairing
-from torchseg_metrics.functional.panoptic import modified_panoptic_quality, panoptic_quality
-from torchseg_metrics.functional.panoptic_pairing import _panoptic_stats_update
-from torchseg_metrics.functional.panoptic_scores import panoptic_summary_from_stats
+from torchseg_metrics.functional.panoptic.metrics import modified_panoptic_quality, panoptic_quality
+from torchseg_metrics.functional.panoptic.pairing import _panoptic_stats_update
+from torchseg_metrics.functional.panoptic.scores import panoptic_summary_from_stats
 
 T_IDS, S_IDS = tuple(sorted(THINGS)), tuple(sorted(STUFFS))
 

@@ -28,7 +28,7 @@ I / (|P| + |T| - I - |P ∩ target void|), a match needs IoU > 0.5 and equal cat
 segments are never matched and never false negatives, an unmatched prediction is forgiven when
 target void plus the same-category crowd segment cover more than half of it, and each stuff segment
 (distinct instance id) is a segment of its own. ``compat="torchmetrics"`` reproduces torchmetrics
-1.9.0 (see :mod:`torchseg_metrics.functional.panoptic`).
+1.9.0 (see :mod:`torchseg_metrics.functional.panoptic.metrics`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Panoptic quality (PQ, SQ, RQ) and PQ-dagger as functions: check, pair segments, reduce.
 
 The statistic is one ``(iou_sum, tp, fp, fn)`` per class (things sorted, then stuffs sorted), built
-by :func:`~torchseg_metrics.functional.panoptic_pairing._panoptic_stats_update` and reduced by
-:func:`~torchseg_metrics.functional.panoptic_scores.panoptic_quality_from_stats`.
+by :func:`~torchseg_metrics.functional.panoptic.pairing._panoptic_stats_update` and reduced by
+:func:`~torchseg_metrics.functional.panoptic.scores.panoptic_quality_from_stats`.
 
 Rules:
     ``compat="panopticapi"`` (default) reproduces panopticapi ``pq_compute``: prediction pixels on
@@ -26,7 +26,7 @@ Crowd:
 Void:
     Target pixels of a void category are void: panopticapi's VOID id 0 when 0 is not a thing or
     stuff, and torchmetrics' void colour ``1 + max(things | stuffs)`` (see
-    :func:`~torchseg_metrics.functional.panoptic_scores.void_categories`). A target pixel of any
+    :func:`~torchseg_metrics.functional.panoptic.scores.void_categories`). A target pixel of any
     other category outside ``things`` and ``stuffs`` is an error (a typo in ``stuffs`` would
     otherwise silently void a class), unless ``allow_unknown_target_category=True`` makes every
     unknown category void; ``compat="torchmetrics"`` allows them by default, as torchmetrics does.
@@ -41,8 +41,8 @@ from collections.abc import Collection
 from torch import Tensor
 
 from torchseg_metrics._checks import check_bool
-from torchseg_metrics.functional.panoptic_pairing import Compat, _panoptic_stats_update
-from torchseg_metrics.functional.panoptic_scores import (
+from torchseg_metrics.functional.panoptic.pairing import Compat, _panoptic_stats_update
+from torchseg_metrics.functional.panoptic.scores import (
     check_compat,
     check_panoptic_inputs,
     panoptic_quality_from_stats,

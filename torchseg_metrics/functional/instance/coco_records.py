@@ -22,28 +22,28 @@ from torchmetrics.utilities.data import _squeeze_if_scalar
 from torchseg_metrics._checks import check_bool, check_choice, check_probability, fail
 from torchseg_metrics._transfer import to_device
 from torchseg_metrics.functional.boundary import BOUNDARY_ROUNDINGS
-from torchseg_metrics.functional.box_iou import BOX_FORMATS
-from torchseg_metrics.functional.coco_accumulate import (
+from torchseg_metrics.functional.instance.box_iou import BOX_FORMATS
+from torchseg_metrics.functional.instance.coco_accumulate import (
     CocoEvalArrays,
     _coco_accumulate,
     coco_summary_from_arrays,
     ious_by_cell,
     per_class_from_arrays,
 )
-from torchseg_metrics.functional.coco_matching import (
+from torchseg_metrics.functional.instance.coco_matching import (
     _coco_match_update,
     _pack_match_flags,
     _unpack_match_flags,
 )
-from torchseg_metrics.functional.coco_params import (
+from torchseg_metrics.functional.instance.coco_params import (
     COCO_AREA_RANGES,
     COCO_IOU_THRESHOLDS,
     COCO_REC_THRESHOLDS,
     max_detections_tuple,
     thresholds_tensor,
 )
-from torchseg_metrics.functional.instance_inputs import InstanceBatch, _assemble_batch, _check_instance_inputs
-from torchseg_metrics.functional.instance_values import _raise_for_invalid
+from torchseg_metrics.functional.instance.inputs import InstanceBatch, _assemble_batch, _check_instance_inputs
+from torchseg_metrics.functional.instance.values import _raise_for_invalid
 
 #: Records that depend on the IoU type (the others, scores and labels in score order, do not).
 TYPED_RECORDS = frozenset(

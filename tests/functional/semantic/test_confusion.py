@@ -8,8 +8,8 @@ import torch
 from _backends import require_method
 from _semantic_reference import blob_labels, np_confusion, perturb
 
-import torchseg_metrics.functional.confusion as confusion
-from torchseg_metrics.functional.confusion import _confusion_matrix_update
+import torchseg_metrics.functional.semantic.confusion as confusion
+from torchseg_metrics.functional.semantic.confusion import _confusion_matrix_update
 from torchseg_metrics.functional.counting import count_codes
 
 METHODS = ["native", "bincount", "scatter", "matmul", "auto"]

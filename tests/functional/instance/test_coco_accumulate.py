@@ -11,12 +11,12 @@ import torch
 from _coco_reference import build_coco, coco_eval, random_scene
 from test_coco_matching import _run
 
-from torchseg_metrics.functional.coco_accumulate import (
+from torchseg_metrics.functional.instance.coco_accumulate import (
     _coco_accumulate,
     coco_summary_from_arrays,
     per_class_from_arrays,
 )
-from torchseg_metrics.functional.coco_params import (
+from torchseg_metrics.functional.instance.coco_params import (
     COCO_IOU_THRESHOLDS,
     COCO_REC_THRESHOLDS,
     max_detections_tuple,

@@ -7,7 +7,7 @@ import torch
 from _semantic_reference import tie_scores
 
 from torchseg_metrics.functional import semantic_inputs
-from torchseg_metrics.functional.semantic_inputs import _channel_argmax, labels_from_preds
+from torchseg_metrics.functional.semantic.inputs import _channel_argmax, labels_from_preds
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])

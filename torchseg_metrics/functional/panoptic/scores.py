@@ -26,7 +26,7 @@ from torchseg_metrics._checks import (
     check_tensor,
     fail,
 )
-from torchseg_metrics.functional.panoptic_pairing import COMPAT_CHOICES, MAX_ID, Compat
+from torchseg_metrics.functional.panoptic.pairing import COMPAT_CHOICES, MAX_ID, Compat
 
 
 def _bad_messages(void: tuple[int, ...] | None) -> tuple[tuple[str, str, str], ...]:
