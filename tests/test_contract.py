@@ -148,7 +148,7 @@ def _panoptic(cls: type, seed: int, crowd: bool, **kwargs: Any) -> Callable[[], 
         p, t = torch.from_numpy(preds), torch.from_numpy(target)
         c = torch.from_numpy(crowd_mask) if crowd else None
         batches = [(*b, None) for b in _split(p, t)] if c is None else _split(p, t, c)
-        bad = (p[:1], t[:1], c[:1].long()) if crowd else (p[:1].float(), t[:1], None)
+        bad = (p[:1], t[:1], c[:1].long()) if crowd else (p[:1].float() + 0.5, t[:1], None)  # fractional ids
         partner = ModifiedPanopticQuality if cls is PanopticQuality else PanopticQuality
         return Case(
             lambda: cls(THINGS, STUFFS, True, **kwargs),

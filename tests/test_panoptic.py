@@ -160,7 +160,8 @@ P = torch.ones(1, 3, 4, 2, dtype=torch.int64)
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        ((P.float(), P), TypeError),
+        ((P.to(torch.complex64), P), TypeError),
+        ((P.float() + 0.5, P), ValueError),  # float ids are taken (as torchmetrics does) if whole
         ((P, P[:, :2]), ValueError),
         ((P[..., :1], P[..., :1]), ValueError),
         ((P, P, torch.zeros(1, 3, 4)), TypeError),
@@ -190,13 +191,28 @@ def test_deferred_value_checks_raise_at_compute():
     metric.update(P * 5, P)  # unknown prediction category: no error yet
     metric.update(P * -1, P)
     assert metric.bad_values.tolist() == [12, 0, 12, 0]
-    with pytest.raises(ValueError, match=r"`preds` must be ids .*, got 12 pixels outside that range"):
+    with pytest.raises(ValueError, match=r"`preds` must be integer ids .*, got 12 pixels outside that range"):
         metric.compute()
-    with pytest.raises(ValueError, match="`preds` must be ids"):
+    with pytest.raises(ValueError, match="`preds` must be integer ids"):
         metric.summary()
     metric.reset()
     metric.update(P, P)
     assert metric.compute().item() == 1.0
+
+
+def test_float_ids_are_taken_as_torchmetrics_takes_them():
+    """torchmetrics accepts float (category, instance) maps; whole values give the integer result."""
+    p, t, _ = _scene(62, batch=2, crowd=False)
+    kw = {"allow_unknown_preds_category": True, "return_per_class": True}
+    expected = PanopticQuality(THINGS, STUFFS, **kw)(p, t)
+    assert torch.equal(PanopticQuality(THINGS, STUFFS, **kw)(p.double(), t.float()), expected)
+    tm = TMPanopticQuality(THINGS, STUFFS, allow_unknown_preds_category=True, return_per_class=True)
+    ours = PanopticQuality(THINGS, STUFFS, compat="torchmetrics", **kw)(p.float(), t.float())
+    torch.testing.assert_close(ours, tm(p.float(), t.float()), atol=1e-12, rtol=0)
+    nan = p.double()
+    nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"`preds` must be integer ids .*, got 1 pixels outside"):
+        PanopticQuality(THINGS, STUFFS, **kw).update(nan, t)
 
 
 def test_unknown_target_category_is_an_error_unless_allowed(tmp_path):

@@ -139,7 +139,8 @@ class PanopticQuality(Metric):
 
     def update(self, preds: Tensor, target: Tensor, target_crowd: Tensor | None = None) -> None:
         """Pair the segments of a batch and add its per-class sums (see the class docstring)."""
-        check_panoptic_inputs(preds, target, target_crowd, self.compat, len(self.things) + len(self.stuffs))
+        num_classes = len(self.things) + len(self.stuffs)
+        preds, target = check_panoptic_inputs(preds, target, target_crowd, self.compat, num_classes)
         stats = _panoptic_stats_update(
             preds,
             target,

@@ -8,8 +8,8 @@ import torch
 from _semantic_reference import blob_labels, np_confusion, perturb
 
 import torchseg_metrics.functional.counting as counting
-from torchseg_metrics.functional.semantic.confusion import _confusion_matrix_update
 from torchseg_metrics.functional.counting import count_codes, count_true, release_buffers, reusable_buffer
+from torchseg_metrics.functional.semantic.confusion import _confusion_matrix_update
 
 
 def _runs(rng: np.random.Generator, n: int, nbins: int) -> np.ndarray:

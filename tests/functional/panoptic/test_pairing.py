@@ -269,7 +269,8 @@ GOOD_P = torch.zeros(1, 2, 2, 2, dtype=torch.int64)
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"preds": GOOD_P.float()}, TypeError, "`preds` must be an integer tensor"),
+        ({"preds": GOOD_P.to(torch.complex64)}, TypeError, "`preds` must be an integer tensor"),
+        ({"preds": GOOD_P.double() + 0.25}, ValueError, "`preds` must be integer ids"),
         ({"target": [[1]]}, TypeError, "`target` must be a torch.Tensor"),
         ({"preds": GOOD_P[..., :1]}, ValueError, r"`preds` must be of shape \(B, \*spatial, 2\)"),
         ({"preds": GOOD_P[0, 0]}, ValueError, r"`preds` must be of shape \(B, \*spatial, 2\)"),
@@ -293,12 +294,12 @@ GOOD_P = torch.zeros(1, 2, 2, 2, dtype=torch.int64)
         (
             {"preds": GOOD_P - 1},
             ValueError,
-            r"`preds` must be ids .* in \[0, 2147483647\], got 4 pixels outside",
+            r"`preds` must be integer ids .* in \[0, 2147483647\], got 4 pixels outside",
         ),
         (
             {"target": GOOD_P + 2**31},
             ValueError,
-            r"`target` must be ids .*, got 4 pixels outside that range",
+            r"`target` must be integer ids .*, got 4 pixels outside that range",
         ),
         (
             {"preds": GOOD_P + 5},

@@ -9,8 +9,8 @@ from _backends import require_method
 from _semantic_reference import blob_labels, np_confusion, perturb
 
 import torchseg_metrics.functional.semantic.confusion as confusion
-from torchseg_metrics.functional.semantic.confusion import _confusion_matrix_update
 from torchseg_metrics.functional.counting import count_codes
+from torchseg_metrics.functional.semantic.confusion import _confusion_matrix_update
 
 METHODS = ["native", "bincount", "scatter", "matmul", "auto"]
 

@@ -78,7 +78,9 @@ def _functional(
     check_bool("allow_unknown_preds_category", allow_unknown_preds_category)
     check_bool("return_sq_and_rq", return_sq_and_rq)
     check_bool("return_per_class", return_per_class)
-    check_panoptic_inputs(preds, target, target_crowd, compat, len(thing_ids) + len(stuff_ids))
+    preds, target = check_panoptic_inputs(
+        preds, target, target_crowd, compat, len(thing_ids) + len(stuff_ids)
+    )
     stats = _panoptic_stats_update(
         preds,
         target,

@@ -33,8 +33,8 @@ def _bad_messages(void: tuple[int, ...] | None) -> tuple[tuple[str, str, str], .
     """(argument, expectation, found) of each ``bad`` counter; ``void``: the accepted target void ids."""
     ids = " or ".join(str(v) for v in void or ())
     return (
-        ("preds", f"ids (category and instance) in [0, {MAX_ID}]", "{} pixels outside that range"),
-        ("target", f"ids (category and instance) in [0, {MAX_ID}]", "{} pixels outside that range"),
+        ("preds", f"integer ids (category and instance) in [0, {MAX_ID}]", "{} pixels outside that range"),
+        ("target", f"integer ids (category and instance) in [0, {MAX_ID}]", "{} pixels outside that range"),
         (
             "preds",
             "categories in `things` or `stuffs` (or pass allow_unknown_preds_category=True)",
@@ -108,18 +108,20 @@ def check_compat(compat: object) -> Compat:
 
 def check_panoptic_inputs(
     preds: object, target: object, target_crowd: object, compat: Compat, num_classes: int
-) -> None:
-    """Check types, dtypes, shapes and devices of one update's inputs (metadata only: no sync).
+) -> tuple[Tensor, Tensor]:
+    """Check types, dtypes, shapes and devices of one update's inputs (metadata only: no sync);
+    return ``(preds, target)`` as integer tensors (see :func:`integer_ids`).
 
     Raises:
-        TypeError: If an input is not a tensor, ``preds``/``target`` are not integer tensors or
-            ``target_crowd`` is not bool.
+        TypeError: If an input is not a tensor, ``preds``/``target`` are neither integer nor float
+            tensors, or ``target_crowd`` is not bool.
         ValueError: If shapes differ or are not ``(B, *spatial, 2)``, if ``target_crowd`` is given with
             ``compat="torchmetrics"`` or is not ``(B, *spatial)``, or if tensors are on different devices.
     """
     preds, target = check_tensor("preds", preds), check_tensor("target", target)
-    check_integer_tensor("preds", preds)
-    check_integer_tensor("target", target)
+    for name, x in (("preds", preds), ("target", target)):
+        if not x.dtype.is_floating_point:
+            check_integer_tensor(name, x)
     if preds.ndim < 3 or preds.shape[-1] != 2:
         fail(
             "preds",
@@ -149,6 +151,16 @@ def check_panoptic_inputs(
     check_same_device(["preds", "target", "target_crowd"][: len(tensors)], tensors)
     if preds.shape[0] * (num_classes + 1) * 2 > MAX_ID:
         fail("preds", f"at most {MAX_ID // (2 * (num_classes + 1))} images per update", preds.shape[0])
+    return integer_ids(preds), integer_ids(target)
+
+
+def integer_ids(x: Tensor) -> Tensor:
+    """Float ids (torchmetrics takes any tensor) as int64; a value that is no integer in
+    ``[0, MAX_ID]`` (fractional, NaN, inf) becomes -1, which the update counts as an invalid id."""
+    if not x.dtype.is_floating_point:
+        return x
+    whole = (x == x.round()) & (x >= 0) & (x <= MAX_ID)  # NaN compares False
+    return torch.where(whole, x, -1).long()
 
 
 def raise_on_bad_values(bad: Tensor, void: tuple[int, ...] | None = None) -> None:
