@@ -41,6 +41,7 @@ from torchseg_metrics.semantic import (
     SemanticMetrics,
 )
 from torchseg_metrics.semantic_boundary import BoundaryIoU
+from torchseg_metrics.surface import AverageSurfaceDistance, HausdorffDistance, SurfaceDice
 
 SIZES = (2, 1, 3, 1)  # uneven batch sizes: images per update() call
 
@@ -140,6 +141,22 @@ def _instance(seed: int, **kwargs: Any) -> Callable[[], Case]:
     return build
 
 
+def _surface(cls: type, seed: int, **kwargs: Any) -> Callable[[], Case]:
+    def build() -> Case:
+        rng, c = np.random.default_rng(seed), 4
+        target = blob_labels(rng, (sum(SIZES), 12, 16), c)
+        preds = np.roll(target, 1, axis=-1)
+        p, t = torch.from_numpy(preds), torch.from_numpy(target)
+        return Case(
+            lambda: cls(c, **kwargs),
+            _split(p, t),
+            (p[:1], t[:1].float()),  # a float target: TypeError
+            lambda: AverageSurfaceDistance(c, spacing=kwargs.get("spacing")),
+        )
+
+    return build
+
+
 def _panoptic(cls: type, seed: int, crowd: bool, **kwargs: Any) -> Callable[[], Case]:
     def build() -> Case:
         preds, target, crowd_mask = panoptic_scene(
@@ -178,6 +195,8 @@ CASES = {
     "DiceScore-torchmetrics-global": _semantic(
         DiceScore, 11, average="weighted", aggregation_level="global", compat="torchmetrics"
     ),
+    "HausdorffDistance-95": _surface(HausdorffDistance, 0, percentile=95, spacing=(1.0, 0.5)),
+    "SurfaceDice": _surface(SurfaceDice, 1, tolerance=1.0, per_class=True),
     "MultilabelMeanIoU": _multilabel(MultilabelMeanIoU, 0, per_class=True),
     "MultilabelDiceScore-image": _multilabel(MultilabelDiceScore, 1, aggregation="image"),
     "MeanAveragePrecision-segm": _instance(0, iou_type="segm", class_metrics=True),

@@ -19,14 +19,17 @@ from torchseg_metrics.semantic import (
     SemanticMetrics,
 )
 from torchseg_metrics.semantic_boundary import BoundaryIoU
+from torchseg_metrics.surface import AverageSurfaceDistance, HausdorffDistance, SurfaceDice
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AverageSurfaceDistance",
     "BoundaryIoU",
     "ConfusionMatrix",
     "DiceScore",
     "FrequencyWeightedIoU",
+    "HausdorffDistance",
     "MeanAccuracy",
     "MeanAveragePrecision",
     "MeanIoU",
@@ -36,5 +39,6 @@ __all__ = [
     "PanopticQuality",
     "PixelAccuracy",
     "SemanticMetrics",
+    "SurfaceDice",
     "flatten_for_logging",
 ]
