@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _harness import write_section
 
-TASKS = ["semantic", "instance", "panoptic", "boundary"]
+TASKS = ["semantic", "instance", "panoptic", "boundary", "surface"]
 
 
 def main(argv: list[str] | None = None) -> None:

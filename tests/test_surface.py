@@ -76,8 +76,13 @@ def _reference_values(batches, c, spacing, include_background, **kw):
 
 
 def _mean(values: np.ndarray, per_class: bool):
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(values, axis=0) if per_class else np.nanmean(values)
+    """MONAI's do_metric_reduction: "mean_batch" per class; "mean" per image over classes, then over
+    the images with a defined value."""
+    with np.errstate(invalid="ignore"), __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore", RuntimeWarning)
+        if per_class:
+            return np.nanmean(values, axis=0)
+        return np.nanmean(np.nanmean(values, axis=1))
 
 
 @pytest.mark.parametrize("per_class", [False, True])
@@ -159,3 +164,68 @@ def test_ddp_equals_single_process() -> None:
         for (value, rows), m in zip(rank_result, single, strict=True):
             torch.testing.assert_close(value, m.compute(), rtol=0, atol=0, equal_nan=True)
             torch.testing.assert_close(rows, m.per_image(), rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # MONAI warns of every empty class
+@pytest.mark.parametrize(("shape", "spacing"), [((20, 24), (1.0, 0.5)), ((8, 12, 10), (2.5, 1.0, 0.75))])
+def test_equal_to_monai(shape, spacing) -> None:
+    # MONAI's own metrics on one-hot masks: equal per (image, class) values (MONAI rounds distances
+    # to float32) and aggregates; its percentile Hausdorff is NaN where one surface is empty (a
+    # torch.quantile of infinities), ours +inf as its maximum Hausdorff
+    import monai.metrics as monai
+
+    c = 4
+    batches = _label_batches(7, shape, c)
+
+    def one_hot(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(x, c).movedim(-1, 1)
+
+    off, tol = {"include_background": False}, [1.0] * (c - 1)
+    pairs = [
+        (
+            monai.HausdorffDistanceMetric(**off, percentile=95),
+            HausdorffDistance(c, percentile=95, spacing=spacing),
+        ),
+        (
+            monai.HausdorffDistanceMetric(**off, directed=True),
+            HausdorffDistance(c, directed=True, spacing=spacing),
+        ),
+        (monai.SurfaceDistanceMetric(**off, symmetric=True), AverageSurfaceDistance(c, spacing=spacing)),
+        (monai.SurfaceDiceMetric(tol, **off), SurfaceDice(c, tolerance=1.0, spacing=spacing)),
+        (
+            monai.SurfaceDiceMetric(tol, **off, reduction="mean_batch"),
+            SurfaceDice(c, per_class=True, spacing=spacing),
+        ),
+    ]
+    for reference, ours in pairs:
+        for p, t in batches:
+            reference(one_hot(p), one_hot(t), spacing=spacing)
+            ours.update(p, t)
+        expected, got = reference.get_buffer().double(), ours.per_image()
+        if getattr(reference, "percentile", None) is not None:
+            quirk = expected.isnan() & got.isinf()
+            expected = torch.where(quirk, got, expected)
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6, equal_nan=True)
+        if getattr(reference, "percentile", None) is None:
+            torch.testing.assert_close(
+                ours.compute(),
+                reference.aggregate().double().reshape(ours.compute().shape),
+                rtol=1e-6,
+                atol=1e-6,
+            )
+
+
+def test_native_and_torch_distance_transforms_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the CPU's O(n) lower envelope (native) and the brute-force twin give the same transform
+    from torchseg_metrics import _native
+
+    rng = np.random.default_rng(9)
+    for shape, spacing in (((3, 19, 31), (1.0, 0.3)), ((2, 7, 9, 12), (2.0, 1.0, 0.5))):
+        sites = torch.from_numpy(rng.random(shape) < 0.03)
+        sites[0] = False  # no site at all: +inf everywhere
+        native = distance_transform(sites, spacing)
+        with monkeypatch.context() as patch:
+            patch.setattr(_native, "squared_edt_lines", lambda *args: False)
+            twin = distance_transform(sites, spacing)
+        torch.testing.assert_close(native, twin, rtol=1e-13, atol=0)
+        assert torch.isinf(native[0]).all()

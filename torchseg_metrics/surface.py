@@ -3,9 +3,10 @@
 Each image and class gives one value (see
 :mod:`torchseg_metrics.functional.semantic.surface_distance` for the definitions, MONAI's), kept
 in a ``"cat"`` state of per-image ``(images, classes)`` float64 rows: small, synchronised across
-processes. ``compute()`` aggregates as MONAI's ``reduction="mean"`` (the mean of every defined
-(image, class) value; NaN ones, from empty masks, are left out; +inf counts) or, with
-``per_class=True``, as ``"mean_batch"`` (per class, over images).
+processes. ``compute()`` aggregates as MONAI's ``reduction="mean"`` (each image's mean over its
+defined classes, then the mean over the images; NaN values, from empty masks, are left out, +inf
+counts) or, with ``per_class=True``, as ``"mean_batch"`` (per class, over images). Where nothing is
+defined the result is NaN (MONAI returns 0).
 """
 
 import math
@@ -179,10 +180,14 @@ class _SurfaceMetric(Metric):
             )
         values = self._rows()
         defined = ~values.isnan()
+        zeroed = torch.where(defined, values, 0.0)
         if self.per_class:  # MONAI's "mean_batch": per class, over the images where it is defined
-            return torch.where(defined, values, 0.0).sum(0) / defined.sum(0)
-        total, count = torch.where(defined, values, 0.0).sum(), defined.sum()
-        return total / count
+            return zeroed.sum(0) / defined.sum(0)
+        # MONAI's "mean": each image's mean over its defined classes, then the mean over the images
+        # that have one (NaN here where MONAI returns 0 for nothing defined)
+        per_image = zeroed.sum(1) / defined.sum(1)
+        has = defined.any(1)
+        return torch.where(has, per_image, 0.0).sum() / has.sum()
 
 
 class HausdorffDistance(_SurfaceMetric):
@@ -200,8 +205,9 @@ class HausdorffDistance(_SurfaceMetric):
             sync-free), ``"points"`` or ``"dense"``.
 
     Aggregation:
-        Per image and class (NaN when both surfaces are empty, +inf when one is), then the mean of
-        the defined values (MONAI's ``reduction="mean"``); ``per_class``: ``"mean_batch"``.
+        Per image and class (NaN when both surfaces are empty, +inf when one is), then MONAI's
+        ``reduction="mean"`` (per image over classes, then over images); ``per_class``:
+        ``"mean_batch"``.
 
     Example:
         >>> p = torch.zeros(1, 8, 8, dtype=torch.long)

@@ -41,6 +41,7 @@ __all__ = [
     "mask_counts",
     "parallel_map",
     "run_records",
+    "squared_edt_lines",
     "status",
 ]
 
@@ -75,6 +76,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mask_counts.restype = ctypes.c_int
     lib.mask_boundaries.argtypes = [_P, _I64, _I64, _I64, _I64, _P]
     lib.mask_boundaries.restype = ctypes.c_int
+    lib.edt_lines.argtypes = [_P, _I64, _I64, ctypes.c_double]
+    lib.edt_lines.restype = ctypes.c_int
     for name in _FLOAT_NAMES.values():
         fn = getattr(lib, f"argmax_{name}")
         fn.argtypes = [_P, _I64, _I64, _I64, _P]
@@ -351,6 +354,28 @@ def mask_boundaries(masks: Tensor, dilation: int) -> Tensor | None:
     if any(code != 0 for code in parallel_map(band, _ranges(n, h * w))):
         raise MemoryError("torchseg_metrics: the native boundary kernel could not allocate its rows")
     return out
+
+
+def squared_edt_lines(f: Tensor, spacing: float) -> bool:
+    """In place: each contiguous last-axis line of float64 CPU ``f`` becomes its 1-D squared distance
+    transform at ``spacing`` (the exact lower envelope, see ``edt_lines`` in ``kernels.c``); False
+    (nothing done) without the kernels. Lines are split over threads."""
+    lib = _library()
+    if lib is None or f.dtype != torch.float64 or f.device.type != "cpu" or not f.is_contiguous():
+        return False
+    n = f.shape[-1]
+    rows = f.numel() // n if n else 0
+    if rows == 0:
+        return True
+    flat = f.view(rows, n)
+
+    def run(span: tuple[int, int]) -> int:
+        a, b = span
+        return lib.edt_lines(flat[a].data_ptr(), b - a, n, float(spacing))
+
+    if any(code != 0 for code in parallel_map(run, _ranges(rows, n))):
+        raise MemoryError("torchseg_metrics: the native distance transform could not allocate its lines")
+    return True
 
 
 def channel_argmax(scores: Tensor) -> tuple[Tensor, Tensor] | None:

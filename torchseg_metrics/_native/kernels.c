@@ -6,6 +6,7 @@
  * (cc -O3 -shared -fPIC), loaded with ctypes; tensors are passed as raw pointers to contiguous
  * CPU memory. No global state, no allocation that outlives a call, no threads.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,5 +396,55 @@ int mask_boundaries(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64
     }
     free(rows);
     free(run);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ exact distance transform
+ * In place, for `lines` contiguous float64 lines of length n holding squared distances (0 at the
+ * sites, +inf elsewhere on the first axis): f(q) <- min_p f(p) + (spacing (q - p))^2, the lower
+ * envelope of parabolas (Felzenszwalb and Huttenlocher, 2012) in O(n) per line. Infinite entries
+ * add no parabola; a line without a finite entry stays +inf. Applied axis after axis this is the
+ * exact squared Euclidean distance transform. Returns 0, or -1 when scratch memory is missing.
+ */
+int edt_lines(double *f, int64_t lines, int64_t n, double spacing) {
+    int64_t *v = (int64_t *)malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
+    double *z = (double *)malloc((size_t)(n + 1) * sizeof(double));
+    double *g = (double *)malloc((size_t)(n > 0 ? n : 1) * sizeof(double));
+    if (v == NULL || z == NULL || g == NULL) {
+        free(v);
+        free(z);
+        free(g);
+        return -1;
+    }
+    const double s2 = spacing * spacing;
+    for (int64_t line = 0; line < lines; line++) {
+        double *row = f + line * n;
+        int64_t k = -1;
+        for (int64_t q = 0; q < n; q++) {
+            if (row[q] == INFINITY) continue;
+            const double fq = row[q] + s2 * (double)q * (double)q;
+            double s = 0.0;
+            while (k >= 0) {
+                const int64_t p = v[k];
+                s = (fq - (row[p] + s2 * (double)p * (double)p)) / (2.0 * s2 * (double)(q - p));
+                if (s > z[k]) break;
+                k--;
+            }
+            k++;
+            v[k] = q;
+            z[k] = k == 0 ? -INFINITY : s;
+            z[k + 1] = INFINITY;
+        }
+        if (k < 0) continue; /* no site on this line: +inf stays */
+        for (int64_t q = 0, j = 0; q < n; q++) {
+            while (z[j + 1] < (double)q) j++;
+            const double d = spacing * (double)(q - v[j]);
+            g[q] = row[v[j]] + d * d;
+        }
+        memcpy(row, g, (size_t)n * sizeof(double));
+    }
+    free(v);
+    free(z);
+    free(g);
     return 0;
 }

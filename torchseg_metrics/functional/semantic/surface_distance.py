@@ -15,11 +15,12 @@ Definitions (MONAI ``monai.metrics``: ``get_mask_edges``, ``get_surface_distance
   ASSD: the mean of both directions' distances together. Surface Dice at ``tolerance``: the share
   of both directions' distances that are ``<= tolerance``.
 
-Two exact kernels behind :func:`surface_scores`: on the CPU the surface points are taken out (host
-data, no sync) and the nearest distances found by chunked pairwise distances (no matrix-product
-shortcut); elsewhere a dense exact Euclidean distance transform (separable lower envelope by
-brute-force minimum over each axis, float64) is evaluated on the surface with masked reductions,
-so that nothing is read back to the host. Distances are float64 (MONAI rounds to float32).
+Both paths of :func:`surface_scores` evaluate the exact Euclidean distance transform
+(:func:`distance_transform`, separable: on the CPU a native O(n) lower envelope per line, else a
+brute-force minimum over each line, float64) of each surface. On the CPU the values at the other
+surface's points are then taken out (host data, no sync) and reduced per pair; elsewhere masked
+reductions of fixed shape give the same numbers without reading anything back to the host.
+Distances are float64 (MONAI rounds them to float32).
 """
 
 from __future__ import annotations
@@ -31,13 +32,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from torchseg_metrics import _native
 from torchseg_metrics._checks import Found, fail
 
 SurfaceMethod = Literal["auto", "points", "dense"]
 #: Elements of one chunk of min-plus temporaries (float64: 8 bytes each).
 _CHUNK = 1 << 22
-#: Point pairs of one chunk of pairwise offsets (float64, times the spatial rank).
-_PAIR_CHUNK = 1 << 20
 
 
 def surface_edges(masks: Tensor) -> Tensor:
@@ -65,30 +65,24 @@ def surface_edges(masks: Tensor) -> Tensor:
     return masks & ~eroded
 
 
-def _nearest_points(src: Tensor, dst: Tensor, spacing: Tensor) -> Tensor:
-    """For each row of ``src`` (int64 voxel coordinates ``(a, k)``), the distance to the nearest row
-    of ``dst``: integer offsets times ``spacing``, squared and summed axis by axis, as the dense
-    transform and SciPy do (so that a distance equal to a tolerance compares equal)."""
-    best = torch.full((src.shape[0],), math.inf, dtype=torch.float64, device=src.device)
-    rows = max(1, _PAIR_CHUNK // max(1, dst.shape[0]))
-    cols = max(1, _PAIR_CHUNK // rows)
-    for i in range(0, src.shape[0], rows):  # loops over chunks of points, bounded memory
-        part = best[i : i + rows]
-        for j in range(0, dst.shape[0], cols):
-            offsets = (src[i : i + rows, None, :] - dst[None, j : j + cols, :]).double() * spacing
-            d2 = offsets.square().sum(-1)
-            torch.minimum(part, d2.amin(1), out=part)
-    return best.sqrt()
+def _crop(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Both masks cut to the bounding box of their union (host data), as MONAI crops."""
+    idx = torch.nonzero(a | b)
+    if idx.shape[0] == 0:
+        return a, b
+    box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(idx.amin(0), idx.amax(0), strict=True))
+    return a[box], b[box]
 
 
-def _directed_points(src: Tensor, dst: Tensor, spacing: Tensor) -> Tensor:
-    """MONAI's ``get_surface_distance(src, dst)`` for one pair of surfaces (host data)."""
+def _directed(src: Tensor, dst: Tensor, to_dst: Tensor) -> Tensor:
+    """MONAI's ``get_surface_distance(src, dst)`` for one pair of surfaces (host data): the distances
+    ``to_dst`` (the transform of ``dst``) at the ``src`` points, with MONAI's empty rules."""
     n_src, n_dst = int(src.sum()), int(dst.sum())
     if n_dst == 0:
         return torch.full((n_src,), math.inf, dtype=torch.float64)
     if n_src == 0:
         return torch.full((n_dst,), math.inf, dtype=torch.float64)
-    return _nearest_points(torch.nonzero(src), torch.nonzero(dst), spacing)
+    return to_dst[src]
 
 
 def _quantile(values: Tensor, q: float | None) -> Tensor:
@@ -100,12 +94,14 @@ def _quantile(values: Tensor, q: float | None) -> Tensor:
 
 
 def _scores_points(
-    ep: Tensor, eg: Tensor, spacing: Tensor, q: float | None, tolerance: float, directed: bool
+    ep: Tensor, eg: Tensor, spacing: Sequence[float], q: float | None, tolerance: float, directed: bool
 ) -> Tensor:
     out = torch.empty(ep.shape[0], 3, dtype=torch.float64)
     for k in range(ep.shape[0]):  # one (image, class) pair at a time: its point sets differ in size
-        d_pg = _directed_points(ep[k], eg[k], spacing)
-        d_gp = _directed_points(eg[k], ep[k], spacing)
+        a, b = _crop(ep[k], eg[k])  # both surfaces lie in their joint bounding box
+        to_b, to_a = distance_transform(b[None], spacing)[0], distance_transform(a[None], spacing)[0]
+        d_pg = _directed(a, b, to_b)
+        d_gp = _directed(b, a, to_a)
         hd = _quantile(d_pg, q) if directed else torch.maximum(_quantile(d_pg, q), _quantile(d_gp, q))
         both = torch.cat([d_pg, d_gp])
         nan = torch.tensor(math.nan, dtype=torch.float64)
@@ -130,16 +126,18 @@ def distance_transform(targets: Tensor, spacing: Sequence[float]) -> Tensor:
     f = torch.where(targets, 0.0, math.inf).to(torch.float64)
     for axis in range(1, targets.ndim):
         n = targets.shape[axis]
-        idx = torch.arange(n, dtype=torch.float64, device=targets.device)
-        d2 = ((idx[:, None] - idx[None, :]) * sp[axis - 1]).square()  # (i, j)
-        moved = f.movedim(axis, -1)  # (..., n): lines along this axis
-        lines = moved.reshape(-1, n)
-        out = torch.empty_like(lines)
-        step = max(1, _CHUNK // (n * n))
-        for start in range(0, lines.shape[0], step):  # chunks of lines, bounded memory
-            block = lines[start : start + step]
-            out[start : start + step] = (block[:, None, :] + d2[None]).amin(-1)
-        f = out.reshape(moved.shape).movedim(-1, axis)
+        moved = f.movedim(axis, -1).contiguous()  # (..., n): lines along this axis
+        if not _native.squared_edt_lines(moved, sp[axis - 1]):  # CPU: the O(n) lower envelope
+            idx = torch.arange(n, dtype=torch.float64, device=targets.device)
+            d2 = ((idx[:, None] - idx[None, :]) * sp[axis - 1]).square()  # (i, j)
+            lines = moved.view(-1, n)
+            out = torch.empty_like(lines)
+            step = max(1, _CHUNK // (n * n))
+            for start in range(0, lines.shape[0], step):  # chunks of lines, bounded memory
+                block = lines[start : start + step]
+                out[start : start + step] = (block[:, None, :] + d2[None]).amin(-1)
+            moved = out.view(moved.shape)
+        f = moved.movedim(-1, axis)
     return f.sqrt()
 
 
@@ -203,7 +201,8 @@ def surface_scores(
         percentile: Hausdorff at this percentile of each direction (e.g. 95), else the maximum.
         tolerance: surface Dice tolerance, in the units of ``spacing``.
         directed: Hausdorff of ``preds -> target`` only.
-        method: ``"points"`` (CPU default), ``"dense"`` (default elsewhere: no host sync), ``"auto"``.
+        method: ``"points"`` (CPU default: values taken out per pair), ``"dense"`` (default
+            elsewhere: masked reductions, no host sync), ``"auto"``.
 
     Example:
         >>> p = torch.zeros(1, 8, 8, dtype=torch.bool)
@@ -230,5 +229,5 @@ def surface_scores(
     if method == "auto":
         method = "points" if preds.device.type == "cpu" else "dense"
     if method == "points":
-        return _scores_points(ep.cpu(), eg.cpu(), sp, q, tolerance, directed).to(preds.device)
+        return _scores_points(ep.cpu(), eg.cpu(), sp.tolist(), q, tolerance, directed).to(preds.device)
     return _scores_dense(ep, eg, sp.tolist(), q, tolerance, directed)
