@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
@@ -420,3 +421,50 @@ def test_plots_written(real_data, tmp_path: Path, capsys) -> None:
     )
     assert "wrote" in capsys.readouterr().err
     assert main(["coco", str(gt), str(res), "--plots", str(tmp_path / "missing")]) == 2
+
+
+def test_medical_volumes_and_semantic_boundary(tmp_path: Path) -> None:
+    from torchseg_metrics import BoundaryIoU, HausdorffDistance, SurfaceDice
+
+    rng = np.random.default_rng(5)
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir()
+    pred_dir.mkdir()
+    volumes = []
+    for i, shape in enumerate([(6, 14, 16), (8, 12, 10)]):  # volumes of different sizes
+        t = np.zeros(shape, np.uint8)
+        t[1:5, 2:10, 3:9] = 1
+        t[2:4, 3:6, 4:7] = 2
+        p = np.roll(t, int(rng.integers(0, 3)), axis=2)
+        np.save(gt_dir / f"case{i}.npy", t)
+        np.save(pred_dir / f"case{i}.npy", p)
+        volumes.append(
+            (torch.from_numpy(p.astype(np.int64))[None], torch.from_numpy(t.astype(np.int64))[None])
+        )
+    out = tmp_path / "medical.json"
+    argv = ["medical", str(gt_dir), str(pred_dir), "--num-classes", "3", "--spacing", "2", "1", "1"]
+    assert main([*argv, "--json", str(out), "--per-class"]) == 0
+    result = json.loads(out.read_text())
+    hd = HausdorffDistance(3, percentile=95, spacing=(2.0, 1.0, 1.0), per_class=True)
+    nsd = SurfaceDice(3, tolerance=1.0, spacing=(2.0, 1.0, 1.0), per_class=True)
+    for p, t in volumes:
+        hd.update(p, t)
+        nsd.update(p, t)
+    assert result["per_class"]["HD"] == hd.compute().tolist()
+    assert result["per_class"]["NSD"] == nsd.compute().tolist()
+    assert result["volumes"] == 2
+    # a 2-D folder through `semantic --boundary`: the BoundaryIoU of the same maps
+    (tmp_path / "g2").mkdir()
+    (tmp_path / "p2").mkdir()
+    t2 = (rng.random((32, 40)) < 0.5).astype(np.uint8)
+    p2 = np.roll(t2, 1, axis=1)
+    Image.fromarray(t2).save(tmp_path / "g2" / "a.png")
+    Image.fromarray(p2).save(tmp_path / "p2" / "a.png")
+    out2 = tmp_path / "semantic.json"
+    sem = ["semantic", str(tmp_path / "g2"), str(tmp_path / "p2"), "--num-classes", "2", "--boundary"]
+    assert main([*sem, "--json", str(out2)]) == 0
+    expected = BoundaryIoU(2, per_class=True)
+    maps = [torch.from_numpy(x.astype(np.int64))[None] for x in (p2, t2)]
+    expected.update(*maps)
+    assert json.loads(out2.read_text())["BoundaryIoU"] == expected.compute().tolist()
+    assert main(["medical", str(gt_dir), str(tmp_path / "missing"), "--num-classes", "3"]) == 2

@@ -26,6 +26,8 @@ from typing import Any, TextIO
 
 import torch
 
+from torchseg_metrics.cli_medical import add_medical_parser
+
 __all__ = ["main"]
 
 PROG = "torchseg-metrics"
@@ -285,11 +287,19 @@ def _run_semantic(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"ignore_index": args.ignore_index, "class_names": names}
     metric = SemanticMetrics(args.num_classes, per_class=True, **kwargs).to(dev)
     confusion = ConfusionMatrix(args.num_classes, **kwargs).to(dev) if plots is not None else None
+    boundary = None
+    if args.boundary is not None:  # Boundary IoU at this fraction of the image diagonal
+        from torchseg_metrics.semantic_boundary import BoundaryIoU
+
+        boundary = BoundaryIoU(args.num_classes, per_class=True, dilation_ratio=args.boundary, **kwargs).to(
+            dev
+        )
     bar = _progress(args, total, "semantic")
     for batch in iter_label_map_batches(args.gt_dir, args.pred_dir, batch_size=args.batch_size, device=dev):
         metric.update(batch.preds, batch.target)
-        if confusion is not None:
-            confusion.update(batch.preds, batch.target)
+        for extra in (confusion, boundary):
+            if extra is not None:
+                extra.update(batch.preds, batch.target)
         bar.update(len(batch.names))
     bar.close()
     r = {k: v.double().cpu() for k, v in metric.compute().items()}
@@ -300,6 +310,9 @@ def _run_semantic(args: argparse.Namespace) -> int:
         "mAcc": float(r["mean_accuracy"]),
         "fwIoU": float(r["fwiou"]),
     }
+    boundary_iou = boundary.compute().double().cpu() if boundary is not None else None
+    if boundary_iou is not None:
+        out["mBoundaryIoU"] = float(boundary_iou.nanmean())
     print(semantic_table(out, markdown=args.markdown))
     labels = names if names is not None else [str(i) for i in range(args.num_classes)]
     per = {
@@ -307,6 +320,8 @@ def _run_semantic(args: argparse.Namespace) -> int:
         "Dice": r["dice_per_class"].tolist(),
         "Acc": r["accuracy_per_class"].tolist(),
     }
+    if boundary_iou is not None:
+        per["BoundaryIoU"] = boundary_iou.tolist()
     if args.per_class:
         print()
         print(per_class_table(per, labels, markdown=args.markdown, percent=True))
@@ -332,7 +347,7 @@ def _parser() -> argparse.ArgumentParser:
         "--progress", choices=("auto", "always", "never"), default="auto", help="progress bar on stderr"
     )
     parser = argparse.ArgumentParser(prog=PROG, description="Evaluate segmentation results stored on disk.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{coco,panoptic,semantic}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{coco,panoptic,semantic,medical}")
     coco = sub.add_parser("coco", parents=[common], help="COCO instances: AP/AR like pycocotools COCOeval")
     coco.add_argument("gt", metavar="GT.json")
     coco.add_argument("results", metavar="RESULTS.json")
@@ -363,7 +378,17 @@ def _parser() -> argparse.ArgumentParser:
     sem.add_argument("--num-classes", type=_positive_int, required=True)
     sem.add_argument("--ignore-index", type=int, default=None, help="label to ignore, e.g. 255")
     sem.add_argument("--class-names", metavar="FILE", help="one class name per line, or a JSON list")
+    sem.add_argument(
+        "--boundary",
+        type=float,
+        nargs="?",
+        const=0.02,
+        default=None,
+        metavar="RATIO",
+        help="also Boundary IoU, band width RATIO of the image diagonal (default 0.02)",
+    )
     sem.set_defaults(func=_run_semantic)
+    add_medical_parser(sub, common)
     return parser
 
 

@@ -17,9 +17,14 @@ from torch import Tensor
 
 from torchseg_metrics._checks import Found, check_positive_int, fail
 
-__all__ = ["SemanticBatch", "iter_label_map_batches", "match_label_maps", "read_label_map"]
+__all__ = [
+    "SemanticBatch",
+    "iter_label_map_batches",
+    "match_label_maps",
+    "read_label_array",
+    "read_label_map",
+]
 
-_SUFFIXES = (".png",)
 _MODES = ("L", "P", "I;16", "I;16B", "I;16L", "I", "1")
 
 
@@ -79,12 +84,41 @@ def read_label_map(path: str | Path, *, name: str = "label_map") -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def match_label_maps(gt_dir: str | Path, pred_dir: str | Path) -> list[str]:
+def read_label_array(path: str | Path, *, name: str = "label_map") -> np.ndarray:
+    """Read a ``.npy`` label map or volume: an integer (or bool) array of 2 or 3 dimensions.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if it is no readable ``.npy`` array, or not 2-D / 3-D integers.
+
+    Example:
+        >>> import tempfile, os
+        >>> tmp = os.path.join(tempfile.mkdtemp(), "v.npy")
+        >>> np.save(tmp, np.zeros((2, 3, 4), dtype=np.uint8))
+        >>> read_label_array(tmp).shape, read_label_array(tmp).dtype
+        ((2, 3, 4), dtype('int64'))
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"`{name}` file {str(p)!r} not found.")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        fail(name, "a readable .npy array", Found(f"{p.name}: {err}"))
+    if arr.dtype != np.bool_ and not np.issubdtype(arr.dtype, np.integer):
+        fail(name, "an integer label array", Found(f"{p.name}: dtype {arr.dtype}"), TypeError)
+    if arr.ndim not in (2, 3):
+        fail(name, "a 2-D label map or a 3-D volume", Found(f"{p.name}: shape {arr.shape}"))
+    return arr.astype(np.int64)
+
+
+def match_label_maps(gt_dir: str | Path, pred_dir: str | Path, *, suffix: str = ".png") -> list[str]:
     """File names of the label maps in ``gt_dir``, checked to match ``pred_dir`` one to one.
 
     Args:
-        gt_dir: folder of ground-truth PNGs.
+        gt_dir: folder of ground-truth PNGs (or ``.npy`` arrays with ``suffix=".npy"``).
         pred_dir: folder of prediction PNGs with the same file names.
+        suffix: the files' suffix, ``".png"`` or ``".npy"``.
 
     Returns:
         The sorted file names.
@@ -105,15 +139,16 @@ def match_label_maps(gt_dir: str | Path, pred_dir: str | Path) -> list[str]:
         p = Path(folder)
         if not p.is_dir():
             raise FileNotFoundError(f"`{arg}` must be an existing folder, got {str(p)!r} (not found).")
-        found.append({f.name for f in p.iterdir() if f.suffix.lower() in _SUFFIXES and f.is_file()})
+        found.append({f.name for f in p.iterdir() if f.suffix.lower() == suffix and f.is_file()})
     gt, pred = found
+    kind = suffix.lstrip(".").upper()
     if not gt:
-        fail("gt_dir", "a folder with PNG label maps", str(gt_dir))
+        fail("gt_dir", f"a folder with {kind} label maps", str(gt_dir))
     missing, extra = sorted(gt - pred), sorted(pred - gt)
     if missing:
         fail(
             "pred_dir",
-            "a PNG for every ground-truth file",
+            f"a {kind} for every ground-truth file",
             Found(f"{len(missing)} missing, e.g. {missing[:3]}"),
         )
     if extra:
@@ -129,6 +164,7 @@ def iter_label_map_batches(
     *,
     batch_size: int = 8,
     device: torch.device | str | None = None,
+    suffix: str = ".png",
 ) -> Iterator[SemanticBatch]:
     """Stream pairs of label maps, matched by file name, as batches for a semantic metric's ``update()``.
 
@@ -140,6 +176,8 @@ def iter_label_map_batches(
         pred_dir: folder of prediction PNGs with the same names.
         batch_size: images per batch.
         device: where tensors are created (default CPU).
+        suffix: ``".png"`` label maps, or ``".npy"`` integer arrays (2-D maps or 3-D volumes, read
+            by :func:`read_label_array`).
 
     Yields:
         :class:`SemanticBatch` objects with ``preds`` and ``target`` (Tensor[B, H, W] int64).
@@ -161,7 +199,8 @@ def iter_label_map_batches(
     """
     batch_size = check_positive_int("batch_size", batch_size)
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    names = match_label_maps(gt_dir, pred_dir)
+    names = match_label_maps(gt_dir, pred_dir, suffix=suffix)
+    read = read_label_array if suffix == ".npy" else read_label_map
     buf: list[tuple[str, np.ndarray, np.ndarray]] = []
 
     def flush() -> SemanticBatch:
@@ -174,8 +213,8 @@ def iter_label_map_batches(
         return batch
 
     for name in names:  # one file pair per image
-        target = read_label_map(Path(gt_dir) / name, name="gt_dir")
-        preds = read_label_map(Path(pred_dir) / name, name="pred_dir")
+        target = read(Path(gt_dir) / name, name="gt_dir")
+        preds = read(Path(pred_dir) / name, name="pred_dir")
         if preds.shape != target.shape:
             fail(f"pred_dir: {name}", f"a label map of the ground truth's size {target.shape}", preds.shape)
         if buf and (len(buf) == batch_size or buf[0][1].shape != target.shape):

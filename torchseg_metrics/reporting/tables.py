@@ -12,7 +12,7 @@ from typing import Any
 __all__ = ["coco_summary", "panoptic_table", "per_class_table", "render_table", "semantic_table"]
 
 _COCO_LINE = " {:<18} {} @[ IoU={:<9} | area={:>6s} | maxDets={:>3d} ] = {:0.3f}"
-SEMANTIC_KEYS = ("mIoU", "mDice", "aAcc", "mAcc", "fwIoU")
+SEMANTIC_KEYS = ("mIoU", "mDice", "aAcc", "mAcc", "fwIoU", "mBoundaryIoU")
 
 
 def _fmt(value: Any, digits: int) -> str:
@@ -156,7 +156,13 @@ def panoptic_table(summary: Mapping[str, Any], *, markdown: bool = False) -> str
     return "\n".join(lines)
 
 
-def semantic_table(results: Mapping[str, Any], *, markdown: bool = False, percent: bool = True) -> str:
+def semantic_table(
+    results: Mapping[str, Any],
+    *,
+    markdown: bool = False,
+    percent: bool = True,
+    keys: Sequence[str] | None = None,
+) -> str:
     """One row of semantic scores: mIoU, mDice, aAcc, mAcc, fwIoU (in percent by default).
 
     Args:
@@ -164,6 +170,7 @@ def semantic_table(results: Mapping[str, Any], *, markdown: bool = False, percen
             in [0, 1] or NaN), e.g. the command line's JSON; keys missing are left out.
         markdown: a Markdown table instead of plain text.
         percent: print values x100 with 2 decimals (mmsegmentation's style) instead of 4 decimals.
+        keys: the columns, in order (default :data:`SEMANTIC_KEYS`); those missing are left out.
 
     Returns:
         The table, lines joined by ``"\\n"``.
@@ -174,7 +181,7 @@ def semantic_table(results: Mapping[str, Any], *, markdown: bool = False, percen
         -----  -----  -----  -----  -----
         50.00  60.00  90.00  70.00  80.00
     """
-    keys = [k for k in SEMANTIC_KEYS if k in results]
+    keys = [k for k in (SEMANTIC_KEYS if keys is None else keys) if k in results]
     scale, digits = (100.0, 2) if percent else (1.0, 4)
     row = [scale * float(results[k]) for k in keys]
     table = render_table(["", *keys], [["", *row]], markdown=markdown, digits=digits)
