@@ -293,7 +293,10 @@ def instance_panoptic_part(report: Report, quick: bool, device: str = "cuda") ->
     images, size = (4, (120, 160)) if quick else (32, (480, 640))
     repeat = 1 if quick else 3
 
-    def task(name: str, make: Callable[[], Any], cpu_batches: list[Any], update: Any, result: Any) -> None:
+    def task(
+        name: str, make: Callable[[], Any], cpu_batches: list[Any], update: Any, result: Any, count: int = 0
+    ) -> None:
+        per = count or images  # images the times are divided by
         try:
             gpu_batches = _to(cpu_batches, device)
             gpu_s, gpu_value = _time_metric(make, gpu_batches, update, result, device, repeat)
@@ -304,8 +307,8 @@ def instance_panoptic_part(report: Report, quick: bool, device: str = "cuda") ->
             rows.append(
                 [
                     name,
-                    f"{1000 * gpu_s / images:.3f}",
-                    f"{1000 * cpu_s / images:.3f}",
+                    f"{1000 * gpu_s / per:.3f}",
+                    f"{1000 * cpu_s / per:.3f}",
                     f"{gpu_value:.12f}",
                     "✓" if same else f"**CPU {cpu_value:.12f}**",
                 ]
@@ -345,6 +348,24 @@ def instance_panoptic_part(report: Report, quick: bool, device: str = "cuda") ->
         lambda m, b: m.update(*b),
         lambda m: float(m.compute()["map"]),
     )
+
+    from bench_surface import workloads as surface_workloads
+
+    for name, p, t, c, spacing in surface_workloads(quick):
+
+        def make_hd(c: int = c, spacing: tuple = spacing) -> Any:
+            from torchseg_metrics.surface import HausdorffDistance
+
+            return HausdorffDistance(c, percentile=95, spacing=spacing)
+
+        task(
+            f"`HausdorffDistance(percentile=95)`, {name}",
+            make_hd,
+            [(p[i : i + 1], t[i : i + 1]) for i in range(p.shape[0])],
+            lambda m, b: m.update(*b),
+            lambda m: float(m.compute()),
+            count=p.shape[0],
+        )
 
     pw = PanopticWorkload(num_images=images, height=size[0], width=size[1])
 
