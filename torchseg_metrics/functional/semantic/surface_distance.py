@@ -67,7 +67,7 @@ def surface_edges(masks: Tensor) -> Tensor:
 
 def _crop(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """Both masks cut to the bounding box of their union (host data), as MONAI crops."""
-    idx = torch.nonzero(a | b)
+    idx = torch.nonzero(a | b)  # host data (the CPU path): no device sync
     if idx.shape[0] == 0:
         return a, b
     box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(idx.amin(0), idx.amax(0), strict=True))
@@ -77,7 +77,7 @@ def _crop(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 def _directed(src: Tensor, dst: Tensor, to_dst: Tensor) -> Tensor:
     """MONAI's ``get_surface_distance(src, dst)`` for one pair of surfaces (host data): the distances
     ``to_dst`` (the transform of ``dst``) at the ``src`` points, with MONAI's empty rules."""
-    n_src, n_dst = int(src.sum()), int(dst.sum())
+    n_src, n_dst = int(src.sum()), int(dst.sum())  # host data (the CPU path): no device sync
     if n_dst == 0:
         return torch.full((n_src,), math.inf, dtype=torch.float64)
     if n_src == 0:
@@ -88,6 +88,7 @@ def _directed(src: Tensor, dst: Tensor, to_dst: Tensor) -> Tensor:
 def _quantile(values: Tensor, q: float | None) -> Tensor:
     if values.numel() == 0:
         return torch.tensor(math.nan, dtype=torch.float64)
+    # host data (the CPU path only): reading the flag is no device sync
     if q is None or bool(torch.isinf(values).any()):  # all +inf (one surface empty): +inf
         return values.max()
     return torch.quantile(values, q)
@@ -228,6 +229,6 @@ def surface_scores(
     ep, eg = surface_edges(preds), surface_edges(target)
     if method == "auto":
         method = "points" if preds.device.type == "cpu" else "dense"
-    if method == "points":
+    if method == "points":  # on CUDA only when asked for: the masks are copied to the host
         return _scores_points(ep.cpu(), eg.cpu(), sp.tolist(), q, tolerance, directed).to(preds.device)
     return _scores_dense(ep, eg, sp.tolist(), q, tolerance, directed)
