@@ -48,25 +48,63 @@ def boundary_dilation(
     return max(1, int(d))
 
 
-def _erode_axis(inside: Tensor, d: int, dim: int) -> Tensor:
-    """Whether each pixel's ``2d+1`` window along ``dim`` lies in the image and is all True.
+def _window_and(x: Tensor, length: int, dim: int) -> Tensor:
+    """``out[j] = AND of x[j : j + length]`` along ``dim`` (``n - length + 1`` entries, ``length >= 1``).
 
-    The AND over a window of length ``L = 2d+1`` by doubling: ``A_2k(j) = A_k(j) & A_k(j + k)``
-    up to the largest power of two ``m <= L``, then ``A_L(j) = A_m(j) & A_m(j + L - m)``; windows
-    that leave the image are False (the zero pad). About ``log2(L) + 1`` passes over bool data.
+    By doubling: ``A_2k(j) = A_k(j) & A_k(j + k)`` up to the largest power of two ``m <= length``,
+    then ``A_length(j) = A_m(j) & A_m(j + length - m)``: about ``log2(length) + 1`` bool passes.
     """
-    n, length = inside.shape[dim], 2 * d + 1
-    out = torch.zeros_like(inside)
-    if length > n:
-        return out
-    run, k = inside, 1  # run[j] = AND of inside[j : j + k] (only j <= n - k is meaningful)
+    n = x.shape[dim]
+    run, k = x, 1  # run[j] = AND of x[j : j + k]
     while 2 * k <= length:
         run = run.narrow(dim, 0, n - 2 * k + 1) & run.narrow(dim, k, n - 2 * k + 1)
         k *= 2
-    # run now has n - k + 1 entries; the window of length L starting at j: run[j] & run[j + L - k]
-    full = run.narrow(dim, 0, n - length + 1) & run.narrow(dim, length - k, n - length + 1)
-    out.narrow(dim, d, n - length + 1).copy_(full)
+    return run.narrow(dim, 0, n - length + 1) & run.narrow(dim, length - k, n - length + 1)
+
+
+def _centred(values: Tensor, d: int, dim: int) -> Tensor:
+    """``values`` (one entry per window start) placed at the window centres, False at the edges."""
+    out = torch.zeros(
+        (*values.shape[:dim], values.shape[dim] + 2 * d, *values.shape[dim + 1 :]),
+        dtype=torch.bool,
+        device=values.device,
+    )
+    out.narrow(dim, d, values.shape[dim]).copy_(values)
     return out
+
+
+def _erode_axis(inside: Tensor, d: int, dim: int) -> Tensor:
+    """Whether each pixel's ``2d+1`` window along ``dim`` lies in the image and is all True."""
+    if 2 * d + 1 > inside.shape[dim]:
+        return torch.zeros_like(inside)
+    return _centred(_window_and(inside, 2 * d + 1, dim), d, dim)
+
+
+def segment_bands(ids: Tensor, dilation: int) -> Tensor:
+    """bool ``(B, *spatial)``: each pixel in the boundary band of its own segment, the segments being
+    the regions of equal ``ids`` (int ``(B, *spatial)``, 2-D or 3-D): the pixel's ``(2d+1)``-box
+    leaves the image or holds another id. Per segment this is :func:`mask_boundaries` of its mask.
+
+    Axis by axis: the box is constant iff the boxes of one rank lower around each of the ``2d+1``
+    pixels along the axis are constant and those pixels' ids are equal (a chain of neighbours).
+
+    Example:
+        >>> ids = torch.tensor([[[1, 1, 1, 2, 2], [1, 1, 1, 2, 2], [1, 1, 1, 2, 2]]])
+        >>> segment_bands(ids, 1)[0].int()
+        tensor([[1, 1, 1, 1, 1],
+                [1, 0, 1, 1, 1],
+                [1, 1, 1, 1, 1]], dtype=torch.int32)
+    """
+    constant = torch.ones_like(ids, dtype=torch.bool)
+    for dim in range(1, ids.ndim):
+        n = ids.shape[dim]
+        if 2 * dilation + 1 > n:
+            return torch.ones_like(constant)
+        chain = ids.narrow(dim, 0, n - 1) == ids.narrow(dim, 1, n - 1)  # equal to the next along dim
+        same = _window_and(chain, 2 * dilation, dim)  # ids equal over [j - d, j + d]
+        boxes = _window_and(constant, 2 * dilation + 1, dim)  # lower-rank boxes constant there
+        constant = _centred(same & boxes, dilation, dim)
+    return ~constant
 
 
 def mask_boundaries(masks: Tensor, dilation: int) -> Tensor:
