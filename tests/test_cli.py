@@ -200,6 +200,15 @@ def test_panoptic_equals_panopticapi(real_data, tmp_path: Path) -> None:
         for key in ("pq", "sq", "rq"):
             assert abs(result[group][key] - ref[group][key]) < 1e-12
     assert abs(result["All"]["pq"] - 0.780473) < 1e-6  # the spec's published value (section G)
+    # boundary PQ (--boundary): 1 for GT against itself, below PQ for the shifted prediction
+    out_b = tmp_path / "boundary.json"
+    assert main([*args, "--boundary", "--json", str(out_b)]) == 0
+    boundary = json.loads(out_b.read_text())
+    assert boundary["All"]["n"] == result["All"]["n"] and boundary["All"]["pq"] < result["All"]["pq"]
+    out_self = tmp_path / "boundary_self.json"
+    self_args = ["panoptic", str(gt_json), str(gt_dir), str(gt_json), str(gt_dir), "--boundary", "0.05"]
+    assert main([*self_args, "--json", str(out_self)]) == 0
+    assert json.loads(out_self.read_text())["All"]["pq"] == 1.0
     for cat, stats in ref["per_class"].items():
         ours = result["per_class"][str(cat)]
         if ours["tp"] + ours["fp"] + ours["fn"] > 0:

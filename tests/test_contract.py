@@ -167,11 +167,12 @@ def _panoptic(cls: type, seed: int, crowd: bool, **kwargs: Any) -> Callable[[], 
         batches = [(*b, None) for b in _split(p, t)] if c is None else _split(p, t, c)
         bad = (p[:1], t[:1], c[:1].long()) if crowd else (p[:1].float() + 0.5, t[:1], None)  # fractional ids
         partner = ModifiedPanopticQuality if cls is PanopticQuality else PanopticQuality
+        plain = {k: v for k, v in kwargs.items() if k != "boundary"}  # PQ-dagger has no boundary PQ
         return Case(
             lambda: cls(THINGS, STUFFS, True, **kwargs),
             batches,
             bad,
-            lambda: partner(THINGS, STUFFS, True, **kwargs),
+            lambda: partner(THINGS, STUFFS, True, **plain),
         )
 
     return build
@@ -208,6 +209,7 @@ CASES = {
         PanopticQuality, 0, crowd=True, return_sq_and_rq=True, return_per_class=True
     ),
     "ModifiedPanopticQuality": _panoptic(ModifiedPanopticQuality, 1, crowd=False),
+    "PanopticQuality-boundary": _panoptic(PanopticQuality, 2, crowd=True, boundary=True),
 }
 
 

@@ -217,9 +217,13 @@ def _run_panoptic(args: argparse.Namespace) -> int:
     dev = _device(args.device)
     files = load_panoptic_files(args.gt_json, args.gt_dir, args.pred_json, args.pred_dir)
     plots = _plot_dir(args)
-    metric = PanopticQuality(things=files.things, stuffs=files.stuffs, allow_unknown_preds_category=True).to(
-        dev
-    )
+    metric = PanopticQuality(
+        things=files.things,
+        stuffs=files.stuffs,
+        allow_unknown_preds_category=True,
+        boundary=args.boundary is not None,
+        boundary_dilation_ratio=args.boundary if args.boundary is not None else 0.02,
+    ).to(dev)
     bar = _progress(args, len(files.gt_annotations), "panoptic")
     for batch in iter_panoptic_batches(files, batch_size=args.batch_size, device=dev, gt_area=args.gt_area):
         metric.update(batch.preds, batch.target, batch.target_crowd)
@@ -369,6 +373,15 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("gt_json", "gt_dir", "pred_json", "pred_dir"):
         pan.add_argument(name, metavar=name.upper().replace("_JSON", ".json"))
     pan.add_argument("--gt-area", choices=("png", "json"), default="png", help="ground-truth area source")
+    pan.add_argument(
+        "--boundary",
+        type=float,
+        nargs="?",
+        const=0.02,
+        default=None,
+        metavar="RATIO",
+        help="boundary PQ (min of mask and boundary IoU), band RATIO of the image diagonal (0.02)",
+    )
     pan.set_defaults(func=_run_panoptic)
     sem = sub.add_parser(
         "semantic", parents=[common], help="label-map PNG folders: mIoU, mDice, aAcc, mAcc, fwIoU"

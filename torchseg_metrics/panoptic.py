@@ -20,8 +20,10 @@ from torchmetrics import Metric
 
 from torchseg_metrics._checks import check_bool
 from torchseg_metrics._config_state import add_config_state
+from torchseg_metrics.functional.boundary import BOUNDARY_ROUNDINGS
 from torchseg_metrics.functional.panoptic.pairing import Compat, _panoptic_stats_update
 from torchseg_metrics.functional.panoptic.scores import (
+    check_boundary_args,
     check_compat,
     check_panoptic_inputs,
     panoptic_quality_from_stats,
@@ -49,6 +51,10 @@ class PanopticQuality(Metric):
         allow_unknown_target_category: target pixels of every category outside ``things`` and
             ``stuffs`` are void, instead of only those of :attr:`void_categories`; ``None``
             (default) means True with ``compat="torchmetrics"`` (torchmetrics' rule), else False.
+        boundary: boundary PQ (Cheng et al., boundary-iou-api's panoptic evaluation): a pair's IoU
+            is min(mask IoU, boundary IoU) for the match and the sum; panopticapi rules otherwise.
+        boundary_dilation_ratio: the band width as a fraction of the image diagonal (0.02).
+        boundary_rounding: ``"boundary-iou-api"`` (Python's ``round``) or ``"faster-coco-eval"``.
         kwargs: passed to ``torchmetrics.Metric``.
 
     Inputs to ``update``:
@@ -110,6 +116,9 @@ class PanopticQuality(Metric):
         *,
         compat: Compat = "panopticapi",
         allow_unknown_target_category: bool | None = None,
+        boundary: bool = False,
+        boundary_dilation_ratio: float = 0.02,
+        boundary_rounding: str = "boundary-iou-api",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -124,6 +133,9 @@ class PanopticQuality(Metric):
         #: Target categories that mark void (see the ``target`` input).
         self.void_categories = void_categories(self.things, self.stuffs)
         self._target_void = None if self.allow_unknown_target_category else self.void_categories
+        self.boundary = check_boundary_args(
+            boundary, boundary_dilation_ratio, boundary_rounding, self.compat, self._modified
+        )
         #: Where value errors are raised: None = in ``update`` for CPU inputs, else counted for ``compute``.
         self._validate_on_host: bool | None = None
         num_classes = len(self.things) + len(self.stuffs)
@@ -135,6 +147,7 @@ class PanopticQuality(Metric):
         categories = [*self.things, *(-s - 1 for s in self.stuffs)]
         rules = [self._modified, self.compat == "torchmetrics", self.allow_unknown_preds_category]
         rules.append(self.allow_unknown_target_category)
+        rules += [self.boundary[0], BOUNDARY_ROUNDINGS.index(self.boundary[1])] if self.boundary else [-1.0]
         add_config_state(self, [*categories, *rules])
 
     def update(self, preds: Tensor, target: Tensor, target_crowd: Tensor | None = None) -> None:
@@ -150,6 +163,7 @@ class PanopticQuality(Metric):
             allow_unknown_preds_category=self.allow_unknown_preds_category,
             target_void=self._target_void,
             compat=self.compat,
+            boundary=self.boundary,
             modified=self._modified,
         )
         on_host = self._validate_on_host if self._validate_on_host is not None else preds.device.type == "cpu"

@@ -14,7 +14,7 @@ from _boundary_reference import reference_boundaries
 from scipy import ndimage
 
 from torchseg_metrics import _native
-from torchseg_metrics.functional.boundary import boundary_dilation, mask_boundaries
+from torchseg_metrics.functional.boundary import boundary_dilation, mask_boundaries, segment_bands
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -83,3 +83,19 @@ def test_native_and_torch_paths_agree(seed, monkeypatch: pytest.MonkeyPatch) -> 
             twin = mask_boundaries(m, d)
         assert torch.equal(native, twin), d
         np.testing.assert_array_equal(native.numpy(), reference_boundaries(masks, d))
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_segment_bands_equal_the_band_of_every_segment(ndim) -> None:
+    rng = np.random.default_rng(10 + ndim)
+    for trial in range(8):
+        shape = (2, *rng.integers(2, 22 if ndim == 2 else 10, size=ndim))
+        ids = ndimage.median_filter(rng.integers(0, 4, size=shape), size=(1,) + (3,) * ndim)
+        d = int(rng.integers(1, 5))
+        expected = np.zeros(shape, bool)
+        for b in range(shape[0]):
+            for v in np.unique(ids[b]):
+                expected[b] |= reference_boundaries((ids[b] == v)[None], d)[0]
+        np.testing.assert_array_equal(
+            segment_bands(torch.from_numpy(ids), d).numpy(), expected, err_msg=str(trial)
+        )

@@ -43,6 +43,7 @@ from torch import Tensor
 from torchseg_metrics._checks import check_bool
 from torchseg_metrics.functional.panoptic.pairing import Compat, _panoptic_stats_update
 from torchseg_metrics.functional.panoptic.scores import (
+    check_boundary_args,
     check_compat,
     check_panoptic_inputs,
     panoptic_quality_from_stats,
@@ -67,9 +68,11 @@ def _functional(
     compat: Compat,
     modified: bool,
     allow_unknown_target_category: bool | None,
+    boundary: bool = False,
 ) -> Tensor:
     thing_ids, stuff_ids = parse_categories(things, stuffs)
     compat = check_compat(compat)
+    bands = check_boundary_args(boundary, 0.02, "boundary-iou-api", compat, modified)
     target_void = (
         None
         if resolve_unknown_target(allow_unknown_target_category, compat)
@@ -91,6 +94,7 @@ def _functional(
         target_void=target_void,
         compat=compat,
         modified=modified,
+        boundary=bands,
     )
     raise_on_bad_values(stats.bad, target_void)
     return panoptic_quality_from_stats(
@@ -116,6 +120,7 @@ def panoptic_quality(
     return_per_class: bool = False,
     compat: Compat = "panopticapi",
     allow_unknown_target_category: bool | None = None,
+    boundary: bool = False,
 ) -> Tensor:
     """Panoptic quality of a batch, with panopticapi's rules by default (see the module docstring).
 
@@ -132,6 +137,8 @@ def panoptic_quality(
         compat: ``"panopticapi"`` or ``"torchmetrics"`` rules.
         allow_unknown_target_category: treat target pixels of every category outside ``things`` and
             ``stuffs`` as void; ``None`` (default): only with ``compat="torchmetrics"``.
+        boundary: boundary PQ (min of mask and boundary IoU, bands at 0.02 of the diagonal; see
+            :class:`~torchseg_metrics.PanopticQuality` for the other band options).
 
     Returns:
         Tensor (float64): scalar PQ, ``(3,)`` [PQ, SQ, RQ], ``(1, C)`` per-class PQ, or ``(C, 3)``.
@@ -167,6 +174,7 @@ def panoptic_quality(
         compat,
         modified=False,
         allow_unknown_target_category=allow_unknown_target_category,
+        boundary=boundary,
     )
 
 

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from torchseg_metrics import _native
 from torchseg_metrics._transfer import to_device
+from torchseg_metrics.functional.boundary import boundary_dilation, segment_bands
 
 Compat = Literal["panopticapi", "torchmetrics"]
 COMPAT_CHOICES: tuple[str, ...] = ("panopticapi", "torchmetrics")
@@ -225,6 +226,20 @@ def _records(
     return img, t[:, 0].long(), t[:, 1].long(), c, p[:, 0].long(), p[:, 1].long(), w
 
 
+def _bands(
+    preds: Tensor, target: Tensor, target_crowd: Tensor | None, boundary: tuple[float, str]
+) -> tuple[Tensor, Tensor]:
+    """int64 per-pixel flags (flattened as the pixel records): in its target segment's band, in its
+    prediction segment's band. Segments: equal (category, instance[, crowd]) (panopticapi's ids)."""
+    ratio, rounding = boundary
+    d = boundary_dilation(tuple(preds.shape[1:-1]), ratio, rounding)  # type: ignore[arg-type]
+    t_ids = (target[..., 0].long() << 32) | (target[..., 1].long() << 1)
+    if target_crowd is not None:
+        t_ids = t_ids | target_crowd.long()
+    p_ids = (preds[..., 0].long() << 32) | (preds[..., 1].long() << 1)
+    return segment_bands(t_ids, d).reshape(-1).long(), segment_bands(p_ids, d).reshape(-1).long()
+
+
 def _merge_records(key: Tensor, w: Tensor, columns: list[Tensor | None]) -> tuple[Tensor, list]:
     """CPU only (host compaction): one record per distinct ``key`` with the summed weight; the
     ``columns`` must be functions of the key (they are taken from any record of it)."""
@@ -263,6 +278,7 @@ def _panoptic_stats_update(
     compat: Compat = "panopticapi",
     modified: bool = False,
     compress_runs: bool | None = None,
+    boundary: tuple[float, str] | None = None,
 ) -> PanopticStats:
     """Per-class ``(iou_sum, tp, fp, fn)`` increments of a batch; mutates nothing.
 
@@ -284,6 +300,10 @@ def _panoptic_stats_update(
             number of target segments (stuff merged per image), with no false positives/negatives.
         compress_runs: merge runs of equal pixels into weighted records (host-side compaction);
             ``None`` means on CPU only.
+        boundary: ``(dilation_ratio, rounding)`` for boundary PQ (boundary-iou-api): a pair's IoU is
+            min(mask IoU, boundary IoU), the boundary union without prediction-band pixels on target
+            void, for the > 0.5 test and the sum; bands are per segment on the full image. Records
+            are then pixels (no run compaction: the band flags vary inside runs).
 
     Returns:
         PanopticStats: ``iou_sum`` float64 (C,), ``tp``/``fp``/``fn`` int64 (C,), ``bad`` int64 (4,).
@@ -296,6 +316,10 @@ def _panoptic_stats_update(
         zeros = torch.zeros(k, dtype=torch.int64, device=device)
         return PanopticStats(zeros.double(), zeros, zeros.clone(), zeros.clone(), zeros.new_zeros(4))
     batch = preds.shape[0]
+    bands = None
+    if boundary is not None:
+        compress_runs = False
+        bands = _bands(preds, target, target_crowd, boundary)
     img, t_cat, t_inst, crowd, p_cat, p_inst, w = _records(preds, target, target_crowd, compress_runs)
     raw_key = _raw_record_key([img, t_cat, t_inst, crowd, p_cat, p_inst], batch) if compress_runs else None
     if raw_key is not None:  # equal records anywhere in an image: one (everything below is per record)
@@ -367,6 +391,8 @@ def _panoptic_stats_update(
     tcls2, pcls2 = _take(tcls, order), _take(pcls, order)
     t_void2 = tcls2 == k
     crowd2 = _take(crowd, order) if crowd is not None else torch.zeros_like(t_void2)
+    if bands is not None:  # band flags of the (pixel) records, in the sorted order
+        tb2, pb2 = _take(bands[0], order), _take(bands[1], order)
     t_real2 = ~(t_void2 | crowd2)  # a target segment that can be matched or missed
 
     m = w2.numel()  # >= the number of target segments, prediction segments and pairs
@@ -400,6 +426,12 @@ def _panoptic_stats_update(
         union = a_p + a_t - i - v_p
         iou = i.double() / union.double()
         match = same & (2 * i > union)  # == (i / union > 0.5) in float64 for union < 2**52
+        if bands is not None:  # boundary PQ: min(mask IoU, boundary IoU), both above one half
+            ib = _take(seg_sum(pr2, tb2 * pb2), pr2)
+            union_b = _take(seg_sum(ts2, tb2), ts2) + _take(seg_sum(ps2, pb2 - pb2 * t_void2), ps2) - ib
+            iou_b = torch.where(union_b > 0, ib.double() / union_b.clamp(min=1).double(), 0.0)
+            match = match & (2 * ib > union_b)
+            iou = torch.minimum(iou, iou_b)
     add_iou = match
     if modified:
         is_thing2 = tcls2 < num_things

@@ -26,6 +26,7 @@ from torchseg_metrics._checks import (
     check_tensor,
     fail,
 )
+from torchseg_metrics.functional.boundary import BOUNDARY_ROUNDINGS
 from torchseg_metrics.functional.panoptic.pairing import COMPAT_CHOICES, MAX_ID, Compat
 
 
@@ -62,6 +63,22 @@ def void_categories(things: tuple[int, ...], stuffs: tuple[int, ...]) -> tuple[i
     zero = () if 0 in ids else (0,)
     above = (max(ids) + 1,) if max(ids) < MAX_ID else ()
     return zero + above
+
+
+def check_boundary_args(
+    boundary: object, ratio: object, rounding: object, compat: str, modified: bool
+) -> tuple[float, str] | None:
+    """``(ratio, rounding)`` for boundary PQ, or None without it (panopticapi's rules only)."""
+    if not isinstance(boundary, bool):
+        fail("boundary", "a bool", boundary, TypeError)
+    if not boundary:
+        return None
+    if compat != "panopticapi" or modified:
+        fail("boundary", "False with compat='torchmetrics' or ModifiedPanopticQuality", boundary)
+    check_choice("boundary_rounding", rounding, BOUNDARY_ROUNDINGS)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+        fail("boundary_dilation_ratio", "a float in [0, 1]", ratio)
+    return float(ratio), rounding  # type: ignore[return-value]
 
 
 def resolve_unknown_target(allow: object, compat: Compat) -> bool:
