@@ -240,15 +240,26 @@ def _bands(
     return segment_bands(t_ids, d).reshape(-1).long(), segment_bands(p_ids, d).reshape(-1).long()
 
 
-def _merge_records(key: Tensor, w: Tensor, columns: list[Tensor | None]) -> tuple[Tensor, list]:
-    """CPU only (host compaction): one record per distinct ``key`` with the summed weight; the
-    ``columns`` must be functions of the key (they are taken from any record of it)."""
+def _merge_records(
+    key: Tensor, w: Tensor, columns: list[Tensor | None], extra: Tensor | None = None
+) -> tuple[Tensor, list, Tensor | None]:
+    """CPU only (host compaction): one record per distinct ``key`` with the summed weight (and the
+    summed rows of ``extra`` ``(k, n)``, further weights); the ``columns`` must be functions of the
+    key (they are taken from any record of it)."""
     key, order = torch.sort(key)
     first = _run_starts(key).nonzero().squeeze(1)
     ends = torch.cat([first[1:], first.new_full((1,), w.numel())]) - 1
-    w = torch.diff(_take(torch.cumsum(_take(w, order), 0), ends), prepend=w.new_zeros(1))
+    w = _run_sums(_take(w, order), ends)
+    if extra is not None:
+        extra = _run_sums(extra.index_select(-1, order), ends)
     keep = _take(order, first)
-    return w, [None if x is None else _take(x, keep) for x in columns]
+    return w, [None if x is None else _take(x, keep) for x in columns], extra
+
+
+def _run_sums(values: Tensor, ends: Tensor) -> Tensor:
+    """Sums of consecutive runs of ``values`` (along the last axis) that end at ``ends``."""
+    totals = torch.cumsum(values, -1).index_select(-1, ends)
+    return torch.diff(totals, dim=-1, prepend=torch.zeros_like(totals[..., :1]))
 
 
 def _raw_record_key(records: list[Tensor | None], batch: int) -> Tensor | None:
@@ -302,8 +313,8 @@ def _panoptic_stats_update(
             ``None`` means on CPU only.
         boundary: ``(dilation_ratio, rounding)`` for boundary PQ (boundary-iou-api): a pair's IoU is
             min(mask IoU, boundary IoU), the boundary union without prediction-band pixels on target
-            void, for the > 0.5 test and the sum; bands are per segment on the full image. Records
-            are then pixels (no run compaction: the band flags vary inside runs).
+            void, for the > 0.5 test and the sum; bands are per segment on the full image. The band
+            flags travel in the instance ids' low bit, so runs split where a band starts or ends.
 
     Returns:
         PanopticStats: ``iou_sum`` float64 (C,), ``tp``/``fp``/``fn`` int64 (C,), ``bad`` int64 (4,).
@@ -316,15 +327,21 @@ def _panoptic_stats_update(
         zeros = torch.zeros(k, dtype=torch.int64, device=device)
         return PanopticStats(zeros.double(), zeros, zeros.clone(), zeros.clone(), zeros.new_zeros(4))
     batch = preds.shape[0]
-    bands = None
-    if boundary is not None:
-        compress_runs = False
-        bands = _bands(preds, target, target_crowd, boundary)
+    band_w = None
+    if boundary is not None:  # band flags ride in the instance ids' low bit through the run records
+        t_band, p_band = _bands(preds, target, target_crowd, boundary)
+        target, preds = target.long().clone(), preds.long().clone()
+        target[..., 1] = target[..., 1] * 2 + t_band.view(target.shape[:-1])
+        preds[..., 1] = preds[..., 1] * 2 + p_band.view(preds.shape[:-1])
     img, t_cat, t_inst, crowd, p_cat, p_inst, w = _records(preds, target, target_crowd, compress_runs)
     raw_key = _raw_record_key([img, t_cat, t_inst, crowd, p_cat, p_inst], batch) if compress_runs else None
     if raw_key is not None:  # equal records anywhere in an image: one (everything below is per record)
-        w, merged = _merge_records(raw_key, w, [img, t_cat, t_inst, crowd, p_cat, p_inst])
+        w, merged, _ = _merge_records(raw_key, w, [img, t_cat, t_inst, crowd, p_cat, p_inst])
         img, t_cat, t_inst, crowd, p_cat, p_inst = merged
+    if boundary is not None:  # runs and merges kept the band bits apart: decode them into weights
+        t_flag, p_flag = t_inst & 1, p_inst & 1
+        t_inst, p_inst = t_inst >> 1, p_inst >> 1
+        band_w = torch.stack([w * t_flag, w * p_flag, w * t_flag * p_flag])
 
     table, is_lut = _category_table(things, stuffs, device)
     pcls, tcls = _class_index(p_cat, table, is_lut, k), _class_index(t_cat, table, is_lut, k)
@@ -363,7 +380,9 @@ def _panoptic_stats_update(
         # keys, and the pairs leave the two stable sorts in the same (target, prediction) order, so
         # the result is bit-identical (the float64 IoU sums too).
         pair_key = (t_key << pair_bits) | (pcls << bits) | p_inst
-        w, merged = _merge_records(pair_key, w, [img, tcls, pcls, t_inst, p_key, t_key, crowd])
+        w, merged, band_w = _merge_records(
+            pair_key, w, [img, tcls, pcls, t_inst, p_key, t_key, crowd], band_w
+        )
         img, tcls, pcls, t_inst, p_key, t_key, crowd = merged
     if (2 * batch * g) << bits <= MAX_ID:
         p_key, t_key = p_key.int(), t_key.int()
@@ -378,12 +397,14 @@ def _panoptic_stats_update(
     pair_new2 = t_new2.clone()
     pair_new2[1:] |= ps2[1:] != ps2[:-1]
     w2 = _take(w, order)
+    band_w2 = band_w.index_select(1, order) if band_w is not None else None
     if compress_runs:
         # CPU only (host compaction): merge each (target, prediction) run into one record, so the
         # rest works on ~10^2 pairs per image instead of ~10^4 records.
         first = pair_new2.nonzero().squeeze(1)
         last = torch.cat([first[1:], first.new_full((1,), w2.numel())]) - 1
-        w2 = torch.diff(_take(torch.cumsum(w2, 0), last), prepend=w2.new_zeros(1))
+        w2 = _run_sums(w2, last)
+        band_w2 = _run_sums(band_w2, last) if band_w2 is not None else None
         order, ps2, t_new2 = _take(order, first), _take(ps2, first), _take(t_new2, first)
         pair_new2 = torch.ones_like(t_new2)
     ts2 = torch.cumsum(t_new2, 0) - 1
@@ -391,8 +412,6 @@ def _panoptic_stats_update(
     tcls2, pcls2 = _take(tcls, order), _take(pcls, order)
     t_void2 = tcls2 == k
     crowd2 = _take(crowd, order) if crowd is not None else torch.zeros_like(t_void2)
-    if bands is not None:  # band flags of the (pixel) records, in the sorted order
-        tb2, pb2 = _take(bands[0], order), _take(bands[1], order)
     t_real2 = ~(t_void2 | crowd2)  # a target segment that can be matched or missed
 
     m = w2.numel()  # >= the number of target segments, prediction segments and pairs
@@ -426,8 +445,9 @@ def _panoptic_stats_update(
         union = a_p + a_t - i - v_p
         iou = i.double() / union.double()
         match = same & (2 * i > union)  # == (i / union > 0.5) in float64 for union < 2**52
-        if bands is not None:  # boundary PQ: min(mask IoU, boundary IoU), both above one half
-            ib = _take(seg_sum(pr2, tb2 * pb2), pr2)
+        if band_w2 is not None:  # boundary PQ: min(mask IoU, boundary IoU), both above one half
+            tb2, pb2, both2 = band_w2.unbind(0)  # band pixels of each record: target, pred, both
+            ib = _take(seg_sum(pr2, both2), pr2)
             union_b = _take(seg_sum(ts2, tb2), ts2) + _take(seg_sum(ps2, pb2 - pb2 * t_void2), ps2) - ib
             iou_b = torch.where(union_b > 0, ib.double() / union_b.clamp(min=1).double(), 0.0)
             match = match & (2 * ib > union_b)
