@@ -192,9 +192,16 @@ CASES = {
     "MeanIoU-torchmetrics": _semantic(
         MeanIoU, 9, per_class=True, input_format="index", compat="torchmetrics"
     ),
-    "DiceScore-torchmetrics": _semantic(DiceScore, 10, scores=True, average="none", compat="torchmetrics"),
+    "DiceScore-torchmetrics": _semantic(
+        DiceScore, 10, scores=True, average="none", input_format="index", compat="torchmetrics"
+    ),
     "DiceScore-torchmetrics-global": _semantic(
-        DiceScore, 11, average="weighted", aggregation_level="global", compat="torchmetrics"
+        DiceScore,
+        11,
+        average="weighted",
+        aggregation_level="global",
+        input_format="index",
+        compat="torchmetrics",
     ),
     "HausdorffDistance-95": _surface(HausdorffDistance, 0, percentile=95, spacing=(1.0, 0.5)),
     "SurfaceDice": _surface(SurfaceDice, 1, tolerance=1.0, per_class=True),

@@ -19,9 +19,13 @@ def _make() -> dict:
         "multilabel": MultilabelDiceScore(3, per_class=True, aggregation="image"),
         # torchmetrics' per-image rules: float sums of float32 values (exact in float64, any order)
         "tm_miou": MeanIoU(C, per_class=True, ignore_index=255, input_format="index", compat="torchmetrics"),
-        "tm_dice": DiceScore(C, average="weighted", ignore_index=255, compat="torchmetrics"),
+        "tm_dice": DiceScore(
+            C, average="weighted", ignore_index=255, input_format="index", compat="torchmetrics"
+        ),
         "boundary": BoundaryIoU(C, ignore_index=255, per_class=True, dilation=2),
-        "tm_dice_global": DiceScore(C, True, None, "global", ignore_index=255, compat="torchmetrics"),
+        "tm_dice_global": DiceScore(
+            C, True, None, "global", "index", ignore_index=255, compat="torchmetrics"
+        ),
     }
 
 

@@ -204,7 +204,8 @@ class MeanIoU(_SemanticMetric):
     multi-hot one-hot pixels counted per class; see :mod:`torchseg_metrics.semantic_torchmetrics`).
 
     ``input_format``: None (label maps or scores; integer inputs that could be one-hot masks are
-    refused), ``"index"``, ``"one-hot"`` (``(N, C, ...)`` 0/1 masks on both sides) or ``"mixed"``.
+    refused; with ``compat="torchmetrics"`` torchmetrics' default ``"one-hot"``), ``"index"``,
+    ``"one-hot"`` (``(N, C, ...)`` 0/1 masks on both sides) or ``"mixed"``.
     ``average`` (torchmetrics' ``MulticlassJaccardIndex`` option): ``"macro"`` (mIoU), ``"micro"``
     (IoU of the counts pooled over classes), ``"weighted"`` (by target pixels: fwIoU) or
     ``"none"``/None (per class, as ``per_class=True``).

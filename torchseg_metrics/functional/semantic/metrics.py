@@ -16,6 +16,7 @@ from torchseg_metrics.functional.semantic.input_formats import (
     InputFormat,
     SemanticCompat,
     check_aggregation_level,
+    check_compat_arguments,
     check_input_format,
     dice_from_overlaps,
     iou_from_overlaps,
@@ -67,13 +68,8 @@ def _overlaps(
 ) -> Tensor:
     """torchmetrics' per-image ``[intersection, pred, target]`` counts ``(N, C', 3)``, checked."""
     c, ignore = check_semantic_args(num_classes, ignore_index, include_background, aggregation, "auto")
-    if aggregation != "dataset":
-        fail(
-            "aggregation",
-            "left at 'dataset' with compat='torchmetrics' (which has its own rules)",
-            aggregation,
-        )
-    input_format = check_input_format(input_format)
+    input_format = check_input_format(input_format) or "one-hot"  # torchmetrics' default
+    check_compat_arguments("torchmetrics", aggregation, ignore, input_format)
     counts, invalid = overlaps_update(
         preds, target, c, input_format, ignore_index=ignore, include_background=include_background
     )
@@ -129,7 +125,7 @@ def mean_iou(
         >>> target = torch.tensor([[[0, 1, 2], [2, 2, 1]]])
         >>> mean_iou(preds, target, num_classes=3, per_class=True)
         tensor([0.5000, 0.3333, 0.6667], dtype=torch.float64)
-        >>> mean_iou(preds, target, 3, compat="torchmetrics")
+        >>> mean_iou(preds, target, 3, input_format="index", compat="torchmetrics")
         tensor([0.5000])
     """
     check_bool("per_class", per_class)
