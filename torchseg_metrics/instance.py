@@ -187,7 +187,7 @@ class MeanAveragePrecision(Metric):
         # the matching parameters, so that MetricCollection never merges metrics that match differently
         config = [*self.iou_thresholds, self.max_detection_thresholds[-1], float(average == "micro")]
         add_config_state(self, config)
-        # per value check (instance_inputs.VALUE_CHECKS), the first offending image seen off the CPU
+        # per value check (functional/instance/values.py), the first offending image seen off the CPU
         no_image = torch.full((len(VALUE_CHECKS),), _NO_IMAGE)
         self.add_state("first_invalid_image", default=no_image, dist_reduce_fx="min")
 
