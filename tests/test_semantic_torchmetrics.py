@@ -226,3 +226,31 @@ def test_multiclass_averages_equal_torchmetrics_classification(average, ignore_i
         expected = MulticlassConfusionMatrix(C, ignore_index=ignore_index, normalize=normalize)(preds, target)
         got = got.nan_to_num(0.0)  # an empty row (the ignored class) is NaN here, 0 there
         torch.testing.assert_close(got.to(expected.dtype), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_mean_iou_without_num_classes_takes_them_from_the_first_one_hot_batch() -> None:
+    # torchmetrics' MeanIoU() default: num_classes from the one-hot input's class axis
+    preds = torch.randint(0, 2, (6, 3, 20, 24), generator=torch.Generator().manual_seed(42))
+    target = torch.randint(0, 2, (6, 3, 20, 24), generator=torch.Generator().manual_seed(43))
+    for kw in ({}, {"per_class": True}, {"per_class": True, "include_background": False}):
+        ours, ref = MeanIoU(compat="torchmetrics", **kw), TMMeanIoU(**kw)
+        _close(ours(preds[:2], target[:2]), ref(preds[:2], target[:2]))  # forward on the first batch
+        ours.update(preds[2:], target[2:])
+        ref.update(preds[2:], target[2:])
+        _close(ours.compute(), ref.compute())
+        assert ours.num_classes == 3
+        ours.reset()
+        ours.update(preds, target)
+        _close(ours.compute(), TMMeanIoU(**kw)(preds, target))
+    mixed = MeanIoU(compat="torchmetrics", input_format="mixed", per_class=True)
+    mixed.update(preds, target.argmax(1))
+    _close(
+        mixed.compute(),
+        TMMeanIoU(input_format="mixed", per_class=True, num_classes=3)(preds, target.argmax(1)),
+    )
+    with pytest.raises(TypeError, match=r"`num_classes` must be an integer >= 1 \(None only with compat"):
+        MeanIoU()
+    with pytest.raises(ValueError, match="`input_format` must be 'one-hot' or 'mixed' with num_classes=None"):
+        MeanIoU(compat="torchmetrics", input_format="index")
+    with pytest.raises(ValueError, match="`num_classes` must be known before compute"):
+        MeanIoU(compat="torchmetrics").compute()

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 from torch import Tensor
 from torchmetrics import Metric
 
-from torchseg_metrics._checks import check_bool, check_choice, check_class_names, fail
+from torchseg_metrics._checks import Found, check_bool, check_choice, check_class_names, fail
 from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.counting import CountMethod
 from torchseg_metrics.functional.semantic.input_formats import (
@@ -220,7 +220,7 @@ class MeanIoU(_SemanticMetric):
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: int | None = None,
         include_background: bool = True,
         per_class: bool = False,
         input_format: InputFormat | None = None,
@@ -229,8 +229,13 @@ class MeanIoU(_SemanticMetric):
         average: Average | None = "macro",
         **kwargs: Any,
     ) -> None:
+        # num_classes=None (torchmetrics' default): taken from the first one-hot batch, which needs
+        # torchmetrics' rules (the confusion state of the others has a fixed size from the start)
+        self._lazy = num_classes is None
+        if self._lazy and compat != "torchmetrics":
+            fail("num_classes", "an integer >= 1 (None only with compat='torchmetrics')", None, TypeError)
         super().__init__(
-            num_classes,
+            1 if num_classes is None else num_classes,
             include_background=include_background,
             per_class=per_class,
             input_format=input_format,
@@ -241,11 +246,27 @@ class MeanIoU(_SemanticMetric):
         self.compat = check_semantic_compat(self, compat)
         if self.compat == "torchmetrics" and self._key not in ("miou", "iou"):
             fail("average", "'macro' or 'none' with compat='torchmetrics' (its MeanIoU)", average)
-        if self.compat == "torchmetrics":
+        if self._lazy and self.input_format not in ("one-hot", "mixed"):
+            fail("input_format", "'one-hot' or 'mixed' with num_classes=None", self.input_format)
+        if self.compat == "torchmetrics":  # with num_classes=None, placeholders until the first batch
             add_overlap_states(self, num_out(self))
+
+    def _infer_classes(self, preds: Tensor, target: Tensor) -> None:
+        """num_classes=None: the class axis of the first batch's one-hot input; the states follow."""
+        one_hot = target if self.input_format == "mixed" and target.ndim == preds.ndim + 1 else preds
+        if not isinstance(one_hot, Tensor) or one_hot.ndim < 3 or one_hot.shape[1] < 1:
+            found = tuple(one_hot.shape) if isinstance(one_hot, Tensor) else type(one_hot).__name__
+            fail("preds", "one-hot masks (N, C, *spatial) to take num_classes from", Found(f"{found}"))
+        self.num_classes = int(one_hot.shape[1])
+        add_overlap_states(self, num_out(self))
+        for name in ("overlap_score", "overlap_count", "overlap_invalid"):
+            setattr(self, name, getattr(self, name).to(one_hot.device))
+        self._lazy = False
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch (see :meth:`_SemanticMetric.update`; one-hot forms with ``input_format``)."""
+        if self._lazy:
+            self._infer_classes(preds, target)
         if self.compat == "torchmetrics":
             update_overlaps(self, preds, target, iou_from_overlaps)
         else:
@@ -254,6 +275,8 @@ class MeanIoU(_SemanticMetric):
     def compute(self) -> Tensor:
         """mIoU (float64 scalar) or per-class IoU (float64 ``(C,)``, NaN where undefined);
         float32 with torchmetrics' -1 under ``compat="torchmetrics"``."""
+        if self._lazy:
+            fail("num_classes", "known before compute(): given, or taken from a first update", None)
         if self.compat == "torchmetrics":
             return mean_iou_from_overlap_state(self)
         return self._all_scores(self._key)[self._key]
