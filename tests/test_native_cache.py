@@ -35,6 +35,9 @@ exec "$@"
 def cache_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     folder = tmp_path / "user-cache" / "torchseg_metrics"
     monkeypatch.setenv("TORCHSEG_METRICS_CACHE", str(folder))
+    monkeypatch.setenv(
+        "TORCHSEG_METRICS_NATIVE", "1"
+    )  # these tests are about the build, even when a run switches it off
     monkeypatch.delenv("CC", raising=False)
     return folder
 
