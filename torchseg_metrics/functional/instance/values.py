@@ -67,7 +67,7 @@ def _raise_for_invalid(
     Reads ``invalid`` (and on failure the offending tensor) to the host: callers use it for CPU
     tensors only, where that costs no synchronisation.
     """
-    if not bool(invalid.any()):
+    if not bool(invalid.any()):  # host data only (see above): no device sync
         return
     first = int(invalid.flatten().to(torch.uint8).argmax())  # image-major, as VALUE_CHECKS orders
     image, check = divmod(first, len(VALUE_CHECKS))

@@ -231,4 +231,4 @@ def surface_scores(
         method = "points" if preds.device.type == "cpu" else "dense"
     if method == "points":  # on CUDA only when asked for: the masks are copied to the host
         return _scores_points(ep.cpu(), eg.cpu(), sp.tolist(), q, tolerance, directed).to(preds.device)
-    return _scores_dense(ep, eg, sp.tolist(), q, tolerance, directed)
+    return _scores_dense(ep, eg, sp.tolist(), q, tolerance, directed)  # sp: a host tensor of the spacing
