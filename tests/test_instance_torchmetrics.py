@@ -6,6 +6,9 @@ The numbers are pycocotools' in both; torchmetrics returns them as float32, whic
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import pytest
 import torch
 from _coco_reference import random_scene
@@ -105,3 +108,28 @@ def test_input_forms_torchmetrics_accepts_give_its_numbers() -> None:
         if iou_type == "segm":  # an empty mask image without its size is ambiguous to pycocotools' RLE
             forms[1][0][0]["masks"] = torch.zeros(0, *forms[0][0][0]["masks"].shape[1:], dtype=torch.uint8)
         _compare(_ours(forms, compat="torchmetrics", **kw), torchmetrics_map(forms, **kw), True)
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm", ("bbox", "segm")])
+def test_coco_to_tm_equals_torchmetrics(real_data, iou_type) -> None:
+    # the COCO val2014-100 files as torchmetrics' input lists, then the same numbers from both
+    from _torchmetrics_map import _torchvision
+
+    folder = real_data / "coco_val2014_100"
+    kind = "bbox" if iou_type == "bbox" else "segm"
+    files = (
+        str(folder / f"instances_val2014_fake{kind}100_results.json"),
+        str(folder / "instances_val2014_100.json"),
+    )
+    preds, target = MeanAveragePrecision.coco_to_tm(*files, iou_type=iou_type)
+    with _torchvision() as mean_ap, contextlib.redirect_stdout(io.StringIO()):
+        ref_preds, ref_target = mean_ap.MeanAveragePrecision().coco_to_tm(*files, iou_type=iou_type)
+    assert len(preds) == len(ref_preds) == len(target) == len(ref_target)
+    for ours, ref in zip([*preds, *target], [*ref_preds, *ref_target], strict=True):
+        assert ours.keys() == ref.keys()
+        for key in ref:
+            assert ours[key].dtype == ref[key].dtype and torch.equal(ours[key], ref[key]), key
+    if iou_type == "bbox":  # pycocotools' published stats, up to the lists' float32 boxes (SOURCES.md)
+        metric = MeanAveragePrecision(iou_type="bbox", box_format="xywh")
+        metric.update(preds, target)
+        assert metric.compute()["map"].item() == pytest.approx(0.5045806987, abs=5e-5)

@@ -266,6 +266,22 @@ class MeanAveragePrecision(Metric):
 
         return plot_detection_result(self, val, ax, kind)
 
+    @staticmethod
+    def coco_to_tm(
+        coco_preds: str,
+        coco_target: str,
+        iou_type: Literal["bbox", "segm"] | tuple[str, ...] = ("bbox",),
+        backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
+    ) -> tuple[list[dict[str, Tensor]], list[dict[str, Tensor]]]:
+        """torchmetrics' ``coco_to_tm``: a COCO results file and a ground-truth file as the per-image
+        input lists of :meth:`update` (boxes in ``xywh``: use ``box_format="xywh"``); see
+        :func:`torchseg_metrics.io.coco_lists.coco_to_tm`. For large files the streaming readers of
+        :mod:`torchseg_metrics.io.coco` (or the ``coco`` command) use far less memory.
+        """
+        from torchseg_metrics.io.coco_lists import coco_to_tm
+
+        return coco_to_tm(coco_preds, coco_target, iou_type, backend)
+
     def coco_stats(self, iou_type: str | None = None) -> Tensor:
         """pycocotools' ``COCOeval.stats``: Tensor[12] float64 (AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l).
 
