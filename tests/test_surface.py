@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -78,8 +79,8 @@ def _reference_values(batches, c, spacing, include_background, **kw):
 def _mean(values: np.ndarray, per_class: bool):
     """MONAI's do_metric_reduction: "mean_batch" per class; "mean" per image over classes, then over
     the images with a defined value."""
-    with np.errstate(invalid="ignore"), __import__("warnings").catch_warnings():
-        __import__("warnings").simplefilter("ignore", RuntimeWarning)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an all-NaN row
         if per_class:
             return np.nanmean(values, axis=0)
         return np.nanmean(np.nanmean(values, axis=1))
@@ -229,3 +230,27 @@ def test_native_and_torch_distance_transforms_agree(monkeypatch: pytest.MonkeyPa
             twin = distance_transform(sites, spacing)
         torch.testing.assert_close(native, twin, rtol=1e-13, atol=0)
         assert torch.isinf(native[0]).all()
+
+
+def test_metric_collection_keeps_surface_metrics_apart() -> None:
+    # a first batch where Hausdorff and ASSD agree (every distance is 1): their states are equal,
+    # but the config state keeps them out of one compute group, so later batches stay apart
+    from torchmetrics import MetricCollection
+
+    first = torch.zeros(1, 8, 8, dtype=torch.long)
+    first[0, 2:5, 3] = 1
+    p1, t1 = torch.roll(first, 1, dims=2), first
+    t2 = torch.zeros(1, 8, 8, dtype=torch.long)
+    t2[0, 2:5, 2:5] = 1
+    p2 = torch.roll(t2, 2, dims=2)  # Hausdorff 2, ASSD below
+    metrics = {"hd": HausdorffDistance(2), "assd": AverageSurfaceDistance(2)}
+    collection = MetricCollection(metrics, compute_groups=True)
+    collection.update(p1, t1)
+    collection.update(p2, t2)
+    got = collection.compute()
+    for name, cls in (("hd", HausdorffDistance), ("assd", AverageSurfaceDistance)):
+        alone = cls(2)
+        alone.update(p1, t1)
+        alone.update(p2, t2)
+        assert torch.equal(got[name], alone.compute()), name
+    assert not torch.equal(got["hd"], got["assd"])

@@ -339,6 +339,19 @@ def _run_semantic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _boundary_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--boundary [RATIO]``: the band width as a fraction of the image diagonal (default 0.02)."""
+    parser.add_argument(
+        "--boundary",
+        type=float,
+        nargs="?",
+        const=0.02,
+        default=None,
+        metavar="RATIO",
+        help=f"{what}, band width RATIO of the image diagonal (default 0.02)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--device", default="cpu", help="cpu or cuda[:index] (default cpu)")
@@ -373,15 +386,7 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("gt_json", "gt_dir", "pred_json", "pred_dir"):
         pan.add_argument(name, metavar=name.upper().replace("_JSON", ".json"))
     pan.add_argument("--gt-area", choices=("png", "json"), default="png", help="ground-truth area source")
-    pan.add_argument(
-        "--boundary",
-        type=float,
-        nargs="?",
-        const=0.02,
-        default=None,
-        metavar="RATIO",
-        help="boundary PQ (min of mask and boundary IoU), band RATIO of the image diagonal (0.02)",
-    )
+    _boundary_option(pan, "boundary PQ (min of mask and boundary IoU)")
     pan.set_defaults(func=_run_panoptic)
     sem = sub.add_parser(
         "semantic", parents=[common], help="label-map PNG folders: mIoU, mDice, aAcc, mAcc, fwIoU"
@@ -391,15 +396,7 @@ def _parser() -> argparse.ArgumentParser:
     sem.add_argument("--num-classes", type=_positive_int, required=True)
     sem.add_argument("--ignore-index", type=int, default=None, help="label to ignore, e.g. 255")
     sem.add_argument("--class-names", metavar="FILE", help="one class name per line, or a JSON list")
-    sem.add_argument(
-        "--boundary",
-        type=float,
-        nargs="?",
-        const=0.02,
-        default=None,
-        metavar="RATIO",
-        help="also Boundary IoU, band width RATIO of the image diagonal (default 0.02)",
-    )
+    _boundary_option(sem, "also Boundary IoU")
     sem.set_defaults(func=_run_semantic)
     add_medical_parser(sub, common)
     return parser

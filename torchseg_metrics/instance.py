@@ -19,6 +19,7 @@ from torchmetrics.utilities.prints import rank_zero_warn
 
 from torchseg_metrics._checks import Found, fail
 from torchseg_metrics._config_state import add_config_state
+from torchseg_metrics.functional.boundary import BOUNDARY_ROUNDINGS
 from torchseg_metrics.functional.instance.coco_params import COCO_AREA_RANGES
 from torchseg_metrics.functional.instance.coco_records import (
     AR_NAMES,
@@ -185,7 +186,11 @@ class MeanAveragePrecision(Metric):
             self.add_state(name, default=[], dist_reduce_fx="cat")
         self.add_state("num_images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         # the matching parameters, so that MetricCollection never merges metrics that match differently
-        config = [*self.iou_thresholds, self.max_detection_thresholds[-1], float(average == "micro")]
+        types = [("bbox", "segm", "boundary").index(t) for t in params.iou_types]  # state names hold no type
+        ratio, rounding = params.boundary
+        config = [*self.iou_thresholds, self.max_detection_thresholds[-1], float(average == "micro"), *types]
+        if "boundary" in params.iou_types:
+            config += [ratio, BOUNDARY_ROUNDINGS.index(rounding)]
         add_config_state(self, config)
         # per value check (functional/instance/values.py), the first offending image seen off the CPU
         no_image = torch.full((len(VALUE_CHECKS),), _NO_IMAGE)

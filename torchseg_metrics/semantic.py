@@ -32,6 +32,7 @@ from torchseg_metrics.functional.semantic.input_formats import (
     SemanticCompat,
     check_aggregation_level,
     check_input_format,
+    default_input_format,
     dice_from_overlaps,
     iou_from_overlaps,
 )
@@ -238,7 +239,7 @@ class MeanIoU(_SemanticMetric):
             1 if num_classes is None else num_classes,
             include_background=include_background,
             per_class=per_class,
-            input_format=input_format,
+            input_format=default_input_format(compat, input_format),
             **kwargs,
         )
         self._key = average_key("iou", average, self.per_class)
@@ -322,7 +323,7 @@ class DiceScore(_SemanticMetric):
             num_classes,
             include_background=include_background,
             aggregation=aggregation,
-            input_format=input_format,
+            input_format=default_input_format(compat, input_format),
             **kwargs,
         )
         self.average = "none" if self.per_class else average
@@ -331,6 +332,9 @@ class DiceScore(_SemanticMetric):
         if self.compat == "torchmetrics":
             width = num_out(self) if self.average == "none" else 1
             add_overlap_states(self, None if level == "global" else width)
+            # the per-image values depend on average and level, unlike the shared confusion matrix
+            rules = [DICE_AVERAGES.index(self.average), float(level == "global")]
+            add_config_state(self, [*self.config.tolist(), *rules])
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch (see :meth:`_SemanticMetric.update`; one-hot forms with ``input_format``)."""

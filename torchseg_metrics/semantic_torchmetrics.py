@@ -30,10 +30,7 @@ from torchseg_metrics.functional.semantic.input_formats import (
 
 
 def check_semantic_compat(metric: Any, compat: object) -> str:
-    """Check ``compat`` against the metric's other arguments; return it. Under torchmetrics' rules
-    an unset ``input_format`` takes torchmetrics' default, ``"one-hot"``."""
-    if compat == "torchmetrics" and metric.input_format is None:
-        metric.input_format = "one-hot"
+    """Check ``compat`` against the metric's other arguments; return it."""
     return check_compat_arguments(compat, metric.aggregation, metric.ignore_index, metric.input_format)
 
 

@@ -28,6 +28,7 @@ from torchseg_metrics._checks import (
     fail,
     is_integer_dtype,
 )
+from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.semantic.surface_distance import SurfaceMethod, surface_scores
 
 __all__ = ["AverageSurfaceDistance", "HausdorffDistance", "SurfaceDice"]
@@ -76,6 +77,14 @@ class _SurfaceMetric(Metric):
         self.input_format, self.method = input_format, method
         self.add_state("values", default=[], dist_reduce_fx="cat")
         self.add_state("num_invalid", default=torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+
+    def _add_config(self) -> None:
+        """The settings that change the per-image values (score, options, classes scored, spacing),
+        so that ``MetricCollection`` never lets two differing metrics share the ``values`` state."""
+        options = [None if v is None else float(v) for v in self._options().values()]
+        fmt = float(self.input_format == "one-hot")
+        config = [float(self._column), *options, float(self.include_background), fmt, *(self.spacing or ())]
+        add_config_state(self, config)
 
     def _masks(self, preds: object, target: object) -> tuple[Tensor, Tensor, Tensor]:
         """bool ``(N, C', *spatial)`` masks of both inputs and the count of invalid values."""
@@ -233,6 +242,7 @@ class HausdorffDistance(_SurfaceMetric):
             fail("percentile", "None or a number in [0, 100]", percentile)
         self.percentile = percentile
         self.directed = check_bool("directed", directed)
+        self._add_config()
 
     def _options(self) -> dict[str, Any]:
         return {"percentile": self.percentile, "directed": self.directed}
@@ -256,6 +266,10 @@ class AverageSurfaceDistance(_SurfaceMetric):
     higher_is_better: ClassVar[bool] = False
     plot_lower_bound: ClassVar[float] = 0.0
     _column: ClassVar[int] = 1
+
+    def __init__(self, num_classes: int, **kwargs: Any) -> None:
+        super().__init__(num_classes, **kwargs)
+        self._add_config()
 
 
 class SurfaceDice(_SurfaceMetric):
@@ -288,6 +302,7 @@ class SurfaceDice(_SurfaceMetric):
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
             fail("tolerance", "a number >= 0", tolerance)
         self.tolerance = float(tolerance)
+        self._add_config()
 
     def _options(self) -> dict[str, Any]:
         return {"tolerance": self.tolerance}

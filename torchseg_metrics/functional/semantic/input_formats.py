@@ -20,7 +20,7 @@ Nothing here reads a value back to the host; offending values are counted for th
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -40,6 +40,11 @@ INPUT_FORMATS: tuple[str, ...] = ("index", "one-hot", "mixed")
 #: Whose rules ``MeanIoU`` / ``DiceScore`` follow: ours (dataset-level) or torchmetrics' (per image).
 SemanticCompat = Literal["standard", "torchmetrics"]
 SEMANTIC_COMPAT: tuple[str, ...] = ("standard", "torchmetrics")
+
+
+def default_input_format(compat: object, input_format: Any) -> Any:
+    """An unset ``input_format`` under torchmetrics' rules is torchmetrics' default, ``"one-hot"``."""
+    return "one-hot" if compat == "torchmetrics" and input_format is None else input_format
 
 
 def check_input_format(value: object) -> InputFormat | None:
@@ -131,17 +136,18 @@ def index_inputs(
 def _class_masks(x: Tensor, one_hot: bool, num_classes: int, is_target: bool) -> tuple[Tensor, Tensor]:
     """bool ``(N, C, ...)`` masks of one side and its count of invalid values (one-hot values other
     than 0/1, NaN scores, target labels outside ``[0, C)``; a predicted label outside is a miss)."""
-    zero = torch.zeros((), dtype=torch.int64, device=x.device)
+    bad = torch.zeros((), dtype=torch.int64, device=x.device)
     if x.dtype.is_floating_point:  # scores: argmax, as torchmetrics' _format_logits
-        labels, nan = labels_from_preds(x)
-        x, one_hot, zero = labels, False, nan
+        x, bad = labels_from_preds(x)  # and the NaN score pixels
+        one_hot = False
     if one_hot:
         if x.dtype == torch.bool:
-            return x, zero
-        return x != 0, ((x != 0) & (x != 1)).sum() + zero
+            return x, bad
+        return x != 0, bad + ((x != 0) & (x != 1)).sum()
+    if is_target and x.dtype != torch.bool:
+        bad = bad + ((x < 0) | (x >= num_classes)).sum()
     classes = torch.arange(num_classes, device=x.device).view(1, -1, *([1] * (x.ndim - 1)))
-    bad = ((x < 0) | (x >= num_classes)).sum() if is_target and x.dtype != torch.bool else zero
-    return x.unsqueeze(1) == classes, bad + zero
+    return x.unsqueeze(1) == classes, bad
 
 
 def overlaps_update(

@@ -18,6 +18,7 @@ from torchseg_metrics.functional.semantic.input_formats import (
     check_aggregation_level,
     check_compat_arguments,
     check_input_format,
+    default_input_format,
     dice_from_overlaps,
     iou_from_overlaps,
     overlaps_update,
@@ -68,7 +69,7 @@ def _overlaps(
 ) -> Tensor:
     """torchmetrics' per-image ``[intersection, pred, target]`` counts ``(N, C', 3)``, checked."""
     c, ignore = check_semantic_args(num_classes, ignore_index, include_background, aggregation, "auto")
-    input_format = check_input_format(input_format) or "one-hot"  # torchmetrics' default
+    input_format = check_input_format(default_input_format("torchmetrics", input_format))
     check_compat_arguments("torchmetrics", aggregation, ignore, input_format)
     counts, invalid = overlaps_update(
         preds, target, c, input_format, ignore_index=ignore, include_background=include_background
