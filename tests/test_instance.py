@@ -311,7 +311,6 @@ def _bad_inputs():
     m = torch.zeros(2, 8, 8, dtype=torch.bool)
     good_p = {"masks": m, "scores": torch.tensor([0.5, 0.4]), "labels": torch.tensor([0, 1])}
     good_t = {"masks": m[:1], "labels": torch.tensor([0])}
-    yield [], [], ValueError, r"`preds` must be a non-empty list"
     yield [good_p], [good_t, good_t], ValueError, r"`target` must be a list as long as `preds` \(1 images\)"
     yield (
         [{k: v for k, v in good_p.items() if k != "scores"}],

@@ -11,7 +11,7 @@ import io
 
 import pytest
 import torch
-from _coco_reference import random_scene
+from _coco_reference import coco_eval, random_scene
 from _torchmetrics_map import box_convert, torchmetrics_map
 
 from torchseg_metrics.instance import MeanAveragePrecision
@@ -133,3 +133,72 @@ def test_coco_to_tm_equals_torchmetrics(real_data, iou_type) -> None:
         metric = MeanAveragePrecision(iou_type="bbox", box_format="xywh")
         metric.update(preds, target)
         assert metric.compute()["map"].item() == pytest.approx(0.5045806987, abs=5e-5)
+
+
+def _image(seed: int, num_dets: int, num_gts: int) -> tuple[dict, dict]:
+    gen = torch.Generator().manual_seed(seed)
+
+    def boxes(n: int) -> torch.Tensor:
+        return torch.tensor([[2.0, 3.0, 14.0, 15.0]]).repeat(n, 1) + 4 * torch.rand(n, 4, generator=gen)
+
+    def masks(n: int) -> torch.Tensor:
+        return torch.rand(n, 20, 20, generator=gen) > 0.5
+
+    pred = {"boxes": boxes(num_dets), "masks": masks(num_dets), "scores": torch.rand(num_dets, generator=gen)}
+    pred["labels"] = torch.randint(0, 2, (num_dets,), generator=gen)
+    target = {
+        "boxes": boxes(num_gts),
+        "masks": masks(num_gts),
+        "labels": torch.randint(0, 2, (num_gts,), generator=gen),
+    }
+    return pred, target
+
+
+EMPTY_CASES = {
+    "no update": [],
+    "one empty image": [(0, 0)],
+    "detections only": [(2, 0)],
+    "targets only": [(0, 2)],
+    "no image with both": [(2, 0), (0, 2)],
+    "detections on an image without targets": [(2, 2), (3, 0)],
+    "targets on an image without detections": [(0, 2), (2, 2)],
+}
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm", ("bbox", "segm")])
+@pytest.mark.parametrize("case", list(EMPTY_CASES))
+@pytest.mark.parametrize("kwargs", [{}, {"class_metrics": True}, {"extended_summary": True}], ids=str)
+def test_empty_images_give_torchmetrics_results(iou_type, case, kwargs) -> None:
+    # torchmetrics' segm-only COCO dataset leaves out every image without target masks (its
+    # detections are not false positives) and answers -1 without the per-class and extended keys
+    # when either side holds no image; ours follows under compat="torchmetrics"
+    images = [_image(10 * i + d, d, g) for i, (d, g) in enumerate(EMPTY_CASES[case])]
+    batches = [([p for p, _ in images], [t for _, t in images])] if images else []
+    kwargs = {"iou_type": iou_type, **kwargs}
+    _compare(_ours(batches, **kwargs, compat="torchmetrics"), torchmetrics_map(batches, **kwargs), True)
+
+
+@pytest.mark.parametrize("max_dets", [None, [1, 10, 1000], [1, 5, 20]])
+@pytest.mark.parametrize("class_metrics", [False, True])
+def test_faster_coco_eval_backend_gives_its_numbers(max_dets, class_metrics) -> None:
+    # faster-coco-eval: precision without eps, and AP (stat 0) at the largest maxDets where
+    # pycocotools looks up 100 (so -1 without it); torchmetrics' backend argument picks either
+    batches = _scene(11)
+    for backend in ("pycocotools", "faster_coco_eval"):
+        kwargs = {"iou_type": "segm", "backend": backend, "max_detection_thresholds": max_dets}
+        kwargs["class_metrics"] = class_metrics
+        _compare(_ours(batches, **kwargs, compat="torchmetrics"), torchmetrics_map(batches, **kwargs), True)
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_torchmetrics_float32_thresholds_under_compat(iou_type) -> None:
+    # tied scores and small counts put recalls on the recall thresholds, where torchmetrics'
+    # float32 torch.linspace values (0.2 -> 0.20000000298...) and numpy's float64 ones differ
+    preds, target = random_scene(torch.Generator().manual_seed(11), num_images=5, with_boxes=True)
+    batch = [([preds[1], preds[3]], [target[1], target[3]])]
+    theirs = torchmetrics_map(batch, iou_type=iou_type)
+    reference = coco_eval(*batch[0], iou_type=iou_type).stats
+    default = _ours(batch, iou_type=iou_type)
+    assert default["map"].item() == reference[0]  # exact pycocotools by default
+    assert abs(theirs["map"].item() - reference[0]) > 1e-4  # the case tells the two apart
+    _compare(_ours(batch, iou_type=iou_type, compat="torchmetrics"), theirs, True)

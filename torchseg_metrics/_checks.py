@@ -3,12 +3,18 @@
 Every message follows one template: ``"`{arg}` must be {expectation}, got {actual!r}."``.
 ``TypeError`` is raised for a wrong type or dtype, ``ValueError`` for a wrong value or shape.
 None of these functions reads tensor values, so none of them synchronises host and device.
+
+Drop-in for torchmetrics: where torchmetrics checks the same thing, its sentence leads the message
+(``tm=...`` or :func:`tm_message`), so that ``pytest.raises(..., match=...)`` and log searches
+written against torchmetrics still find it; and a type error is an :class:`InputTypeError`, which is
+also a ``ValueError``, because torchmetrics raises ``ValueError`` for several type checks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -25,9 +31,66 @@ class Found(str):
         return str(self)
 
 
-def fail(name: str, expectation: str, actual: object, error: type[Exception] = ValueError) -> None:
-    """Raise ``error`` with the project's message template."""
-    raise error(f"`{name}` must be {expectation}, got {actual!r}.")
+class InputTypeError(TypeError, ValueError):
+    """A wrong type or dtype: a ``TypeError``, and a ``ValueError`` as torchmetrics raises for these."""
+
+
+class ShapeMismatchError(ValueError, RuntimeError):
+    """Inputs of different shapes: a ``ValueError``, and the ``RuntimeError`` torchmetrics'
+    segmentation metrics raise for it."""
+
+
+def fail(
+    name: str,
+    expectation: str,
+    actual: object,
+    error: type[Exception] = ValueError,
+    *,
+    tm: str | None = None,
+) -> None:
+    """Raise ``error`` (a ``TypeError`` as :class:`InputTypeError`) with the project's message
+    template, led by torchmetrics' sentence ``tm`` for the same check when there is one.
+
+    Example:
+        >>> fail("things", "a collection of integer category ids", {"sky"}, TypeError,
+        ...      tm="Expected argument `things` to contain `int` categories")
+        Traceback (most recent call last):
+        ...
+        torchseg_metrics._checks.InputTypeError: Expected argument `things` to contain `int` categories: \
+`things` must be a collection of integer category ids, got {'sky'}.
+    """
+    if error is TypeError:
+        error = InputTypeError
+    lead = f"{tm}: " if tm else ""
+    raise error(f"{lead}`{name}` must be {expectation}, got {actual!r}.")
+
+
+@contextlib.contextmanager
+def tm_message(sentences: str | Mapping[str, str]) -> Iterator[None]:
+    """Lead the message of a ``TypeError``/``ValueError`` raised inside with torchmetrics' sentence
+    for the same check: ``sentences`` itself, or ``sentences[name]`` for an error about argument
+    ``name`` (a message of this module's template starts with the name in backticks).
+
+    Example:
+        >>> with tm_message({"per_class": "Expected argument `per_class` must be a boolean"}):
+        ...     check_bool("per_class", 1)
+        Traceback (most recent call last):
+        ...
+        torchseg_metrics._checks.InputTypeError: Expected argument `per_class` must be a boolean: \
+`per_class` must be a bool, got 1.
+    """
+    try:
+        yield
+    except (TypeError, ValueError) as err:
+        message = str(err.args[0]) if err.args else ""
+        if isinstance(sentences, str):
+            sentence: str | None = sentences
+        else:
+            name = message[1:].split("`", 1)[0] if message.startswith("`") else ""
+            sentence = sentences.get(name)
+        if sentence is not None:
+            err.args = (f"{sentence}: {message}" if message else sentence, *err.args[1:])
+        raise
 
 
 def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
@@ -73,10 +136,10 @@ def check_probability(name: str, value: object) -> float:
     return float(value)  # type: ignore[arg-type]
 
 
-def check_tensor(name: str, value: object) -> Tensor:
-    """Return ``value`` if it is a tensor."""
+def check_tensor(name: str, value: object, tm: str | None = None) -> Tensor:
+    """Return ``value`` if it is a tensor (``tm``: torchmetrics' sentence for the check)."""
     if not isinstance(value, Tensor):
-        fail(name, "a torch.Tensor", Found(type(value).__name__), TypeError)
+        fail(name, "a torch.Tensor", Found(type(value).__name__), TypeError, tm=tm)
     return value  # type: ignore[return-value]
 
 

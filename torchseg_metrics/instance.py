@@ -93,16 +93,22 @@ class MeanAveragePrecision(Metric):
         iou_type: ``"segm"``, ``"bbox"`` (torchmetrics' default) or ``"boundary"``, or several as a tuple:
             each type is matched and accumulated as if alone, and every result key but ``classes``
             is prefixed by its type (``bbox_map``, ``segm_map``, ...), as torchmetrics does.
-        iou_thresholds: IoU thresholds; default numpy's ``linspace(0.5, 0.95, 10)`` bit for bit.
-        rec_thresholds: recall thresholds; default numpy's ``linspace(0, 1, 101)`` bit for bit.
+        iou_thresholds: IoU thresholds; default numpy's ``linspace(0.5, 0.95, 10)`` bit for bit
+            (torchmetrics' float32 ``torch.linspace`` values with ``compat="torchmetrics"``).
+        rec_thresholds: recall thresholds; default numpy's ``linspace(0, 1, 101)`` bit for bit
+            (the same rule).
         max_detection_thresholds: three max-detection values, default ``[1, 10, 100]`` (sorted).
         class_metrics: also return ``map_per_class`` and ``mar_{max}_per_class``.
         extended_summary: also return the ``precision`` (T, R, K, A, M), ``recall`` (T, K, A, M) and
             ``scores`` (T, R, K, A, M) arrays.
         average: ``"macro"`` (per class, COCO) or ``"micro"`` (all classes pooled).
-        backend: accepted for compatibility and ignored (there is one exact implementation).
+        backend: the reference whose rules the numbers follow (the computation is this package's
+            either way): ``"pycocotools"`` or ``"faster_coco_eval"`` (its precision without eps and
+            its stat 0, AP, at the largest ``max_detection_thresholds`` where pycocotools looks up 100
+            literally), as torchmetrics' two backends give.
         precision_eps: keep pycocotools' ``np.spacing(1)`` in the precision denominator (a lone
-            perfect detection gives AP 0.9999999999999998); ``False`` gives faster-coco-eval's 1.0.
+            perfect detection gives AP 0.9999999999999998); ``False`` gives faster-coco-eval's 1.0;
+            ``None`` (default): as ``backend``.
         matching: ``"auto"`` (``"parallel"`` on the CPU, ``"sequential"`` elsewhere), ``"parallel"``
             (fixed-point rounds, fastest; one flag read per round, a sync on CUDA) or
             ``"sequential"`` (one step per detection rank, never syncs).
@@ -111,8 +117,12 @@ class MeanAveragePrecision(Metric):
             of the image diagonal (0.02 for COCO, 0.005 for Cityscapes).
         boundary_rounding: how the band width is rounded: ``"boundary-iou-api"`` (Python's
             ``round``) or ``"faster-coco-eval"`` (its C++ rounding); they differ only at exact .5.
-        compat: ``"pycocotools"`` (float64 results) or ``"torchmetrics"`` (its dtypes: float32
-            numbers and IoU blocks; the values are the same, pycocotools', rounded to float32).
+        compat: ``"pycocotools"`` (float64 results, pycocotools' numbers) or ``"torchmetrics"``
+            (its numbers: float32 values and IoU blocks, its float32 default thresholds, which move
+            a recall or IoU that falls on a threshold, and, for ``iou_type="segm"`` alone, its COCO
+            dataset without the images that have no target masks: their detections count for
+            nothing, and with no target or no detected mask at all every number is -1 and the
+            per-class and extended keys are left out).
         kwargs: ``torchmetrics.Metric`` keyword arguments.
 
     Raises:
@@ -154,7 +164,7 @@ class MeanAveragePrecision(Metric):
         average: Literal["macro", "micro"] = "macro",
         backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
         *,
-        precision_eps: bool = True,
+        precision_eps: bool | None = None,
         matching: Literal["auto", "parallel", "sequential"] = "auto",
         compat: Literal["pycocotools", "torchmetrics"] = "pycocotools",
         boundary_dilation_ratio: float = 0.02,
@@ -203,6 +213,8 @@ class MeanAveragePrecision(Metric):
             ValueError, TypeError: as listed in the class docstring; the state is then unchanged.
         """
         batches, invalid = assemble_batches(preds, target, self._params())
+        if invalid is None:  # empty lists: zero images, nothing to record
+            return
         device = batches[0].ious.device
         host_checked = (
             device.type == "cpu" if self._read_values_on_host is None else self._read_values_on_host
@@ -258,7 +270,9 @@ class MeanAveragePrecision(Metric):
                 f"{rule.expectation} (image index over all update() calls)",
                 Found("invalid values"),
             )
-        return coco_results_from_records(self._cat, self._params())
+        # the image count is read only with compat="torchmetrics" (compute(): host reads allowed)
+        num_images = int(self.num_images) if self.compat == "torchmetrics" else None
+        return coco_results_from_records(self._cat, self._params(), num_images)
 
     def plot(self, val: Any = None, ax: Any = None, kind: Literal["bars", "pr", "per_class"] = "bars") -> Any:
         """Plot a result (``compute()`` by default), returning ``(fig, ax)``; needs matplotlib.

@@ -22,11 +22,13 @@ from typing import Any, ClassVar, Literal
 from torch import Tensor
 from torchmetrics import Metric
 
-from torchseg_metrics._checks import Found, check_bool, check_choice, check_class_names, fail
+from torchseg_metrics._checks import Found, check_bool, check_choice, check_class_names, fail, tm_message
 from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.counting import CountMethod
 from torchseg_metrics.functional.semantic.input_formats import (
+    DICE_SENTENCES,
     INPUT_FORMATS,
+    MEAN_IOU_SENTENCES,
     SEMANTIC_COMPAT,
     InputFormat,
     SemanticCompat,
@@ -232,6 +234,21 @@ class MeanIoU(_SemanticMetric):
     ) -> None:
         # num_classes=None (torchmetrics' default): taken from the first one-hot batch, which needs
         # torchmetrics' rules (the confusion state of the others has a fixed size from the start)
+        with tm_message(MEAN_IOU_SENTENCES):
+            self._init_mean_iou(
+                num_classes, include_background, per_class, input_format, compat, average, kwargs
+            )
+
+    def _init_mean_iou(
+        self,
+        num_classes: int | None,
+        include_background: bool,
+        per_class: bool,
+        input_format: InputFormat | None,
+        compat: SemanticCompat,
+        average: Average | None,
+        kwargs: dict[str, Any],
+    ) -> None:
         self._lazy = num_classes is None
         if self._lazy and compat != "torchmetrics":
             fail("num_classes", "an integer >= 1 (None only with compat='torchmetrics')", None, TypeError)
@@ -248,7 +265,8 @@ class MeanIoU(_SemanticMetric):
         if self.compat == "torchmetrics" and self._key not in ("miou", "iou"):
             fail("average", "'macro' or 'none' with compat='torchmetrics' (its MeanIoU)", average)
         if self._lazy and self.input_format not in ("one-hot", "mixed"):
-            fail("input_format", "'one-hot' or 'mixed' with num_classes=None", self.input_format)
+            tm = "Argument `num_classes` must be provided when `input_format` is 'index'"
+            fail("input_format", "'one-hot' or 'mixed' with num_classes=None", self.input_format, tm=tm)
         if self.compat == "torchmetrics":  # with num_classes=None, placeholders until the first batch
             add_overlap_states(self, num_out(self))
 
@@ -257,7 +275,8 @@ class MeanIoU(_SemanticMetric):
         one_hot = target if self.input_format == "mixed" and target.ndim == preds.ndim + 1 else preds
         if not isinstance(one_hot, Tensor) or one_hot.ndim < 3 or one_hot.shape[1] < 1:
             found = tuple(one_hot.shape) if isinstance(one_hot, Tensor) else type(one_hot).__name__
-            fail("preds", "one-hot masks (N, C, *spatial) to take num_classes from", Found(f"{found}"))
+            tm = "Expected argument `num_classes` to be a positive integer" if one_hot.ndim >= 3 else None
+            fail("preds", "one-hot masks (N, C, *spatial) to take num_classes from", Found(f"{found}"), tm=tm)
         self.num_classes = int(one_hot.shape[1])
         add_overlap_states(self, num_out(self))
         for name in ("overlap_score", "overlap_count", "overlap_invalid"):
@@ -311,6 +330,21 @@ class DiceScore(_SemanticMetric):
         *,
         compat: SemanticCompat = "standard",
         **kwargs: Any,
+    ) -> None:
+        with tm_message(DICE_SENTENCES):
+            self._init_dice(
+                num_classes, include_background, average, aggregation_level, input_format, compat, kwargs
+            )
+
+    def _init_dice(
+        self,
+        num_classes: int,
+        include_background: bool,
+        average: DiceAverage | None,
+        aggregation_level: Literal["samplewise", "global"] | None,
+        input_format: InputFormat | None,
+        compat: SemanticCompat,
+        kwargs: dict[str, Any],
     ) -> None:
         average = "none" if average is None else average
         check_choice("average", average, DICE_AVERAGES)

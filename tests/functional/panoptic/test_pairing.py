@@ -272,8 +272,16 @@ GOOD_P = torch.zeros(1, 2, 2, 2, dtype=torch.int64)
         ({"preds": GOOD_P.to(torch.complex64)}, TypeError, "`preds` must be an integer tensor"),
         ({"preds": GOOD_P.double() + 0.25}, ValueError, "`preds` must be integer ids"),
         ({"target": [[1]]}, TypeError, "`target` must be a torch.Tensor"),
-        ({"preds": GOOD_P[..., :1]}, ValueError, r"`preds` must be of shape \(B, \*spatial, 2\)"),
-        ({"preds": GOOD_P[0, 0]}, ValueError, r"`preds` must be of shape \(B, \*spatial, 2\)"),
+        (
+            {"preds": GOOD_P[..., :1], "target": GOOD_P[..., :1]},
+            ValueError,
+            r"2 channels in the last dimension.*`preds` must be of shape \(B, \*spatial, 2\)",
+        ),
+        (
+            {"preds": GOOD_P[0, 0], "target": GOOD_P[0, 0]},
+            ValueError,
+            r"at least one spatial dimension.*`preds` must be of shape \(B, \*spatial, 2\)",
+        ),
         ({"target": GOOD_P[:, :1]}, ValueError, "`target` must be of the same shape as `preds`"),
         ({"target_crowd": torch.zeros(1, 2, 2)}, TypeError, "`target_crowd` must be a bool tensor"),
         (

@@ -232,7 +232,11 @@ def _mean_valid(values: Tensor) -> np.ndarray:
 
 
 def coco_summary_from_arrays(
-    precision: Tensor, recall: Tensor, iou_thresholds: Tensor, max_dets: Sequence[int]
+    precision: Tensor,
+    recall: Tensor,
+    iou_thresholds: Tensor,
+    max_dets: Sequence[int],
+    ap_max_det: int = 100,
 ) -> Tensor:
     """pycocotools' 12 ``COCOeval.stats`` from the accumulated arrays.
 
@@ -241,6 +245,8 @@ def coco_summary_from_arrays(
         recall (Tensor[T, K, A, M] float64): from :func:`_coco_accumulate`.
         iou_thresholds (Tensor[T] float64): the thresholds; AP50/AP75 select ``== 0.5`` / ``== 0.75``.
         max_dets: the sorted three ``maxDets``.
+        ap_max_det: the maxDets of stat 0: pycocotools' literal 100 (default), or faster-coco-eval's
+            ``max_dets[2]``.
 
     Returns:
         Tensor[12] float64: AP, AP50, AP75, APs, APm, APl, AR@maxDets[0..2], ARs, ARm, ARl.
@@ -248,7 +254,8 @@ def coco_summary_from_arrays(
     Aggregation:
         Each number is one flat mean over (thresholds, recall thresholds, classes) of the entries
         that are not ``-1``, not a mean of per-class means; ``-1`` if nothing remains. Stat 0 uses
-        ``maxDets == 100`` literally (pycocotools quirk), so it is ``-1`` if 100 is not in ``max_dets``.
+        ``maxDets == ap_max_det``: 100 literally by default (pycocotools quirk), so it is ``-1`` if
+        100 is not in ``max_dets``.
 
     Example:
         >>> p = torch.full((10, 101, 1, 4, 3), 0.5, dtype=torch.float64)
@@ -269,7 +276,7 @@ def coco_summary_from_arrays(
 
     t50, t75 = iou_thresholds == 0.5, iou_thresholds == 0.75
     stats = [
-        stat(True, all_t, 0, 100),
+        stat(True, all_t, 0, ap_max_det),
         stat(True, t50, 0, md[2]),
         stat(True, t75, 0, md[2]),
         stat(True, all_t, 1, md[2]),
@@ -286,7 +293,7 @@ def coco_summary_from_arrays(
 
 
 def per_class_from_arrays(
-    precision: Tensor, recall: Tensor, max_dets: Sequence[int]
+    precision: Tensor, recall: Tensor, max_dets: Sequence[int], ap_max_det: int = 100
 ) -> tuple[Tensor, Tensor]:
     """Per-class AP (stat 0 restricted to one class) and AR at ``max_dets[2]`` (stat 8), like torchmetrics.
 
@@ -294,9 +301,10 @@ def per_class_from_arrays(
         precision (Tensor[T, R, K, A, M] float64): accumulated precision.
         recall (Tensor[T, K, A, M] float64): accumulated recall.
         max_dets: the sorted three ``maxDets``.
+        ap_max_det: the maxDets of the AP (see :func:`coco_summary_from_arrays`).
 
     Returns:
-        Two Tensor[K] float64: AP over all thresholds at ``maxDets == 100`` (area "all"), and AR at
+        Two Tensor[K] float64: AP over all thresholds at ``maxDets == ap_max_det`` (area "all"), and AR at
         ``max_dets[2]``; ``-1`` for a class without counted ground truth.
 
     Example:
@@ -306,10 +314,10 @@ def per_class_from_arrays(
         [[0.5, -1.0], [0.25, 0.25]]
     """
     m_idx = torch.tensor(list(max_dets), device=precision.device)
-    s = precision[:, :, :, 0][..., m_idx == 100]  # (T, R, K, m)
-    ap = _mean_valid(s.permute(2, 0, 1, 3).reshape(s.shape[2], -1))
+    s = precision[:, :, :, 0][..., m_idx == ap_max_det]  # (T, R, K, m)
+    ap = _mean_valid(s.permute(2, 0, 1, 3).reshape(s.shape[2], s[:, :, :1].numel()))  # K may be 0
     rc = recall[:, :, 0][..., m_idx == max_dets[2]]  # (T, K, m)
-    ar = _mean_valid(rc.permute(1, 0, 2).reshape(rc.shape[1], -1))
+    ar = _mean_valid(rc.permute(1, 0, 2).reshape(rc.shape[1], rc[:, :1].numel()))
     return torch.from_numpy(ap).to(precision.device), torch.from_numpy(ar).to(precision.device)
 
 

@@ -89,10 +89,18 @@ def max_detections_tuple(values: Sequence[int] | None) -> tuple[int, ...]:
         return COCO_MAX_DETECTIONS
     if isinstance(values, Tensor):
         values = values.tolist()
+    name, tm = (
+        "max_detection_thresholds",
+        "Expected argument `max_detection_thresholds` to either be `None` or a list of ints",
+    )
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        fail("max_detection_thresholds", "a list of 3 positive integers or None", values, TypeError)
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in values):
-        fail("max_detection_thresholds", "a list of 3 positive integers or None", values, TypeError)
-    if len(values) != 3 or any(v < 1 for v in values):
-        fail("max_detection_thresholds", "a list of 3 positive integers", values)
+        fail(name, "a list of 3 positive integers or None", values, TypeError, tm=tm)
+    integral = lambda v: isinstance(v, int) or (isinstance(v, float) and v.is_integer())  # noqa: E731
+    if any(isinstance(v, bool) or not integral(v) for v in values):  # 100.0 too, as torchmetrics
+        fail(name, "a list of 3 positive integers or None", values, TypeError, tm=tm)
+    if len(values) != 3:
+        tm = "When providing a list of max detection thresholds it should have length 3"
+        fail(name, "a list of 3 positive integers", values, tm=tm)
+    if any(v < 1 for v in values):
+        fail(name, "a list of 3 positive integers", values)
     return tuple(sorted(int(v) for v in values))

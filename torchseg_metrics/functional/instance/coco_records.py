@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torchmetrics.utilities.data import _squeeze_if_scalar
 
-from torchseg_metrics._checks import check_bool, check_choice, check_probability, fail
+from torchseg_metrics._checks import check_bool, check_choice, check_probability, fail, tm_message
 from torchseg_metrics._transfer import to_device
 from torchseg_metrics.functional.boundary import BOUNDARY_ROUNDINGS
 from torchseg_metrics.functional.instance.box_iou import BOX_FORMATS
@@ -68,6 +68,18 @@ class CocoParams(NamedTuple):
     matching: str
     compat: str = "pycocotools"
     boundary: tuple[float, str] = (0.02, "boundary-iou-api")
+    backend: str = "pycocotools"
+
+    def drops_images_without_targets(self) -> bool:
+        """torchmetrics' ``iou_type="segm"`` (alone) leaves an image without target masks out of
+        the COCO dataset, so its detections count for nothing, and with no target (or no detected)
+        mask at all it returns -1 throughout; with ``compat="torchmetrics"`` ours does the same."""
+        return self.compat == "torchmetrics" and self.iou_types == ("segm",)
+
+    def ap_max_det(self) -> int:
+        """The maxDets of stat 0 (AP): literally 100 in pycocotools (-1 when 100 is not among
+        ``max_dets``), the largest in faster-coco-eval."""
+        return 100 if self.backend == "pycocotools" else self.max_dets[-1]
 
     def name(self, record: str, iou_type: str) -> str:
         """The name of a record: type-prefixed for the records of one type when there are two."""
@@ -100,34 +112,60 @@ def parse_coco_params(
     extended_summary: object = False,
     average: object = "macro",
     backend: object = "pycocotools",
-    precision_eps: object = True,
+    precision_eps: object = None,
     matching: object = "auto",
     compat: object = "pycocotools",
     boundary_dilation_ratio: object = 0.02,
     boundary_rounding: object = "boundary-iou-api",
 ) -> CocoParams:
-    """Check ``MeanAveragePrecision``'s arguments (``backend`` is accepted and has no effect)."""
+    """Check ``MeanAveragePrecision``'s arguments, with torchmetrics' sentence leading each message.
+
+    ``backend`` picks the reference whose rules the numbers follow: ``"pycocotools"`` or
+    ``"faster_coco_eval"`` (no eps in the precision denominator unless ``precision_eps=True``, and
+    stat 0 at the largest maxDets); the computation is this package's in both cases.
+    """
     check_choice("compat", compat, ["pycocotools", "torchmetrics"])
     check_choice("boundary_rounding", boundary_rounding, BOUNDARY_ROUNDINGS)
     ratio = check_probability("boundary_dilation_ratio", boundary_dilation_ratio)
-    check_choice("box_format", box_format, BOX_FORMATS)
-    iou_types = parse_iou_types(iou_type)
-    check_choice("average", average, ["macro", "micro"])
-    check_choice("backend", backend, ["pycocotools", "faster_coco_eval"])
+    with tm_message(f"Expected argument `box_format` to be one of {tuple(BOX_FORMATS)}"):
+        check_choice("box_format", box_format, BOX_FORMATS)
+    with tm_message("Expected argument `iou_type` to be one of ('segm', 'bbox') or a tuple of"):
+        iou_types = parse_iou_types(iou_type)
+    with tm_message("Expected argument `average` to be one of ('macro', 'micro')"):
+        check_choice("average", average, ["macro", "micro"])
+    with tm_message("Expected argument `backend` to be one of ('pycocotools', 'faster_coco_eval')"):
+        check_choice("backend", backend, ["pycocotools", "faster_coco_eval"])
     check_choice("matching", matching, ["auto", "parallel", "sequential"])
+    if compat == "torchmetrics":  # its defaults: float32 torch.linspace, not numpy's float64 values
+        iou_thresholds = torch.linspace(0.5, 0.95, 10).tolist() if iou_thresholds is None else iou_thresholds
+        rec_thresholds = torch.linspace(0.0, 1.0, 101).tolist() if rec_thresholds is None else rec_thresholds
+    thresholds = []
+    for name, values, default in (
+        ("iou_thresholds", iou_thresholds, COCO_IOU_THRESHOLDS),
+        ("rec_thresholds", rec_thresholds, COCO_REC_THRESHOLDS),
+    ):
+        with tm_message(f"Expected argument `{name}` to either be `None` or a list of floats"):
+            thresholds.append(thresholds_tensor(name, values, default))
+    flags = []
+    for name, value in (("class_metrics", class_metrics), ("extended_summary", extended_summary)):
+        with tm_message(f"Expected argument `{name}` to be a boolean"):
+            flags.append(check_bool(name, value))
+    if precision_eps is None:
+        precision_eps = backend == "pycocotools"
     return CocoParams(
         iou_types=iou_types,
         box_format=box_format,  # type: ignore[arg-type]
-        iou_thr=thresholds_tensor("iou_thresholds", iou_thresholds, COCO_IOU_THRESHOLDS),
-        rec_thr=thresholds_tensor("rec_thresholds", rec_thresholds, COCO_REC_THRESHOLDS),
+        iou_thr=thresholds[0],
+        rec_thr=thresholds[1],
         max_dets=max_detections_tuple(max_detection_thresholds),  # type: ignore[arg-type]
         average=average,  # type: ignore[arg-type]
-        class_metrics=check_bool("class_metrics", class_metrics),
-        extended_summary=check_bool("extended_summary", extended_summary),
+        class_metrics=flags[0],
+        extended_summary=flags[1],
         precision_eps=check_bool("precision_eps", precision_eps),
         matching=matching,  # type: ignore[arg-type]
         compat=compat,  # type: ignore[arg-type]
         boundary=(ratio, boundary_rounding),  # type: ignore[arg-type]
+        backend=backend,  # type: ignore[arg-type]
     )
 
 
@@ -155,10 +193,13 @@ def record_layout(params: CocoParams) -> dict[str, tuple[torch.dtype, tuple[int,
 
 def assemble_batches(
     preds: Sequence[Mapping[str, Tensor]], target: Sequence[Mapping[str, Tensor]], params: CocoParams
-) -> tuple[list[InstanceBatch], Tensor]:
-    """Checked, padded batches (one per IoU type) and their ``(images, checks)`` value flags."""
+) -> tuple[list[InstanceBatch], Tensor | None]:
+    """Checked, padded batches (one per IoU type) and their ``(images, checks)`` value flags;
+    no batches (and no flags) for empty lists: zero images, which torchmetrics accepts too."""
     for iou_type in params.iou_types:
         _check_instance_inputs(preds, target, iou_type)
+    if len(preds) == 0:
+        return [], None
     batches = [
         _assemble_batch(preds, target, t, params.box_format, pool_labels=False, boundary=params.boundary)
         for t in params.iou_types
@@ -199,6 +240,11 @@ def _match_records(batch: InstanceBatch, params: CocoParams, area_rng: Tensor) -
         )  # fmt: skip
 
     main = match(params.average == "micro")
+    dropped = None
+    if params.drops_images_without_targets():  # host-known counts: a small host-to-device copy
+        # rank max_det: beyond every maxDets, so out of the accumulation as if absent
+        dropped = to_device(torch.tensor([n == 0 for n in batch.num_gts]), device)[:, None]
+        main = main._replace(rank=main.rank.masked_fill(dropped, max_det))
     det_idx = torch.cat([torch.arange(n, device=device) + i * d for i, n in enumerate(batch.num_dets)])
     gt_idx = torch.cat([torch.arange(n, device=device) + i * g for i, n in enumerate(batch.num_gts)])
 
@@ -216,6 +262,8 @@ def _match_records(batch: InstanceBatch, params: CocoParams, area_rng: Tensor) -
     new["gt_flags"] = (take(main.gt_counted, gt_idx, g).long() * bits).sum(-1).to(torch.uint8)
     if params.average == "micro" and params.class_metrics:
         per_class = match(False)  # same score order as ``main``: only the labels differ
+        if dropped is not None:
+            per_class = per_class._replace(rank=per_class.rank.masked_fill(dropped, max_det))
         new["det_rank_class"] = take(per_class.rank.clamp(max=max_det), det_idx, d).int()
         new["det_flags_class"] = _pack_match_flags(
             take(per_class.matched, det_idx, d), take(per_class.ignored, det_idx, d)
@@ -261,7 +309,7 @@ def _results_one(record: Callable[[str], Tensor], params: CocoParams, iou_type: 
     md = list(params.max_dets)
     arrays, classes = _arrays(record, params, per_class=False, iou_type=iou_type)
     stats = coco_summary_from_arrays(
-        arrays.precision, arrays.recall, params.iou_thr.to(arrays.precision.device), md
+        arrays.precision, arrays.recall, params.iou_thr.to(arrays.precision.device), md, params.ap_max_det()
     )
     names = (*STAT_NAMES, f"mar_{md[0]}", f"mar_{md[1]}", f"mar_{md[2]}", *AR_NAMES)
     result: dict[str, Any] = {name: stats[i : i + 1] for i, name in enumerate(names)}
@@ -271,28 +319,54 @@ def _results_one(record: Callable[[str], Tensor], params: CocoParams, iou_type: 
             labels, gt_labels, cells = torch.zeros_like(labels), torch.zeros_like(gt_labels), classes[:1] * 0
         rank = record(params.name("det_rank", iou_type)).long()
         ious = record(params.name("ext_ious", iou_type))
-        result["ious"] = ious_by_cell(ious, record("ext_counts"), labels, rank, gt_labels, cells, md[-1])
+        counts = record("ext_counts")
+        result["ious"] = ious_by_cell(ious, counts, labels, rank, gt_labels, cells, md[-1])
+        if params.drops_images_without_targets():  # torchmetrics: no cells for such an image
+            kept = set((counts[:, 1] > 0).nonzero().flatten().tolist())  # compute(): host reads allowed
+            result["ious"] = {cell: v for cell, v in result["ious"].items() if cell[0] in kept}
         result.update(precision=arrays.precision, recall=arrays.recall, scores=arrays.scores)
     if params.class_metrics:
         per_class = arrays if params.average == "macro" else _arrays(record, params, True, iou_type)[0]
-        ap, ar = per_class_from_arrays(per_class.precision, per_class.recall, md)
+        ap, ar = per_class_from_arrays(per_class.precision, per_class.recall, md, params.ap_max_det())
     else:
         ap = ar = torch.tensor([-1.0], dtype=torch.float64, device=stats.device)
     result["map_per_class"], result[f"mar_{md[2]}_per_class"] = ap, ar
     return result, classes
 
 
-def coco_results_from_records(record: Callable[[str], Tensor], params: CocoParams) -> dict[str, Any]:
+def coco_results_from_records(
+    record: Callable[[str], Tensor], params: CocoParams, num_images: int | None = None
+) -> dict[str, Any]:
     """torchmetrics' result dict (float64 tensors, ``classes`` int32) from all records;
-    ``record(name)`` returns the concatenated record of that name (see :func:`record_layout`)."""
+    ``record(name)`` returns the concatenated record of that name (see :func:`record_layout`);
+    ``num_images``: how many images were given (only ``compat="torchmetrics"`` reads it)."""
     result: dict[str, Any] = {}
-    classes = torch.zeros(0)
+    classes = torch.unique(torch.cat([record("det_labels"), record("gt_labels")]))
     for iou_type in params.iou_types:
         prefix = f"{iou_type}_" if len(params.iou_types) > 1 else ""
+        if _torchmetrics_skips_evaluation(record, params, num_images):
+            md = params.max_dets
+            names = (*STAT_NAMES, f"mar_{md[0]}", f"mar_{md[1]}", f"mar_{md[2]}", *AR_NAMES)
+            minus_one = torch.tensor([-1.0], dtype=torch.float64, device=classes.device)
+            result.update({prefix + name: minus_one.clone() for name in names})
+            continue
         one, classes = _results_one(record, params, iou_type)
         result.update({prefix + key: value for key, value in one.items()})
     result["classes"] = classes.to(torch.int32)
     return _as_torchmetrics(result) if params.compat == "torchmetrics" else result
+
+
+def _torchmetrics_skips_evaluation(
+    record: Callable[[str], Tensor], params: CocoParams, num_images: int | None
+) -> bool:
+    """Whether torchmetrics returns -1 for every number without evaluating (its COCO dataset of
+    targets or of detections holds no image), leaving out the per-class and extended keys."""
+    if params.compat != "torchmetrics":
+        return False
+    if num_images == 0:
+        return True
+    no_masks = record("gt_labels").numel() == 0 or record("det_labels").numel() == 0  # host shapes
+    return params.drops_images_without_targets() and no_masks
 
 
 #: Result keys that torchmetrics returns as float64 (pycocotools' arrays as they are).
@@ -325,7 +399,7 @@ def mean_average_precision(
     average: Literal["macro", "micro"] = "macro",
     backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools",
     *,
-    precision_eps: bool = True,
+    precision_eps: bool | None = None,
     matching: Literal["auto", "parallel", "sequential"] = "auto",
     compat: Literal["pycocotools", "torchmetrics"] = "pycocotools",
     boundary_dilation_ratio: float = 0.02,
@@ -351,10 +425,14 @@ def mean_average_precision(
         boundary_dilation_ratio, boundary_rounding,
     )  # fmt: skip
     batches, invalid = assemble_batches(preds, target, params)
+    if invalid is None:  # no images: the result of an empty evaluation
+        layout = record_layout(params)
+        records = {n: torch.zeros((0, *tail), dtype=dtype) for n, (dtype, tail) in layout.items()}
+        return _squeeze_if_scalar(coco_results_from_records(records.__getitem__, params, 0))
     # one call: the value checks are read here (a sync off the CPU, as compute() has anyway)
     _raise_for_invalid(invalid, preds, target)
     device = batches[0].ious.device
     area_rng = torch.tensor(COCO_AREA_RANGES, dtype=torch.float64).to(device)
     records = coco_records_update(batches, params, area_rng)
     # one-element tensors as 0-d, as the metric's compute() returns them (torchmetrics' wrapper)
-    return _squeeze_if_scalar(coco_results_from_records(records.__getitem__, params))
+    return _squeeze_if_scalar(coco_results_from_records(records.__getitem__, params, len(preds)))

@@ -58,14 +58,23 @@ def _as_masks(masks: Tensor, size: tuple[int, ...]) -> Tensor:
 def _get(kind: str, i: int, d: Mapping[str, Any], key: str) -> Tensor:
     value = d[key]
     if not isinstance(value, Tensor):
-        fail(_item(kind, i, key), "a torch.Tensor", type(value).__name__, TypeError)
+        tm = f"Expected all {key} in `{kind}` to be of type Tensor"
+        fail(_item(kind, i, key), "a torch.Tensor", type(value).__name__, TypeError, tm=tm)
     return value
 
 
-def _check_1d(name: str, value: Tensor, length: int | None, what: str) -> None:
+def _length_message(kind: str, i: int, geometry: str) -> str:
+    """torchmetrics' sentence for per-image tensors of different lengths."""
+    if kind == "preds":
+        return f"Input '{geometry}', labels and scores of sample {i} in predictions have a different length"
+    return f"Input '{geometry}' and labels of sample {i} in targets have a different length"
+
+
+def _check_1d(name: str, value: Tensor, length: int | None, what: str, tm: str | None = None) -> None:
     if value.ndim != 1 or (length is not None and value.shape[0] != length):
         n = "N" if length is None else str(length)
-        fail(name, f"a 1-d tensor of {what} of shape ({n},)", Found(f"shape {tuple(value.shape)}"))
+        tm = tm if value.ndim == 1 else None  # torchmetrics' sentence is for a length only
+        fail(name, f"a 1-d tensor of {what} of shape ({n},)", Found(f"shape {tuple(value.shape)}"), tm=tm)
 
 
 def _check_instance_inputs(preds: object, target: object, iou_type: str) -> list[Tensor]:
@@ -78,29 +87,44 @@ def _check_instance_inputs(preds: object, target: object, iou_type: str) -> list
     """
     for name, value in (("preds", preds), ("target", target)):
         if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
-            fail(name, "a list of dicts of tensors", type(value).__name__, TypeError)
-        if len(value) == 0:
-            fail(name, "a non-empty list of dicts of tensors (one per image)", value)
+            fail(
+                name,
+                "a list of dicts of tensors",
+                type(value).__name__,
+                TypeError,
+                tm=f"Expected argument `{name}` to be of type Sequence",
+            )
     assert isinstance(preds, Sequence) and isinstance(target, Sequence)  # for the type checker
     if len(preds) != len(target):
-        fail("target", f"a list as long as `preds` ({len(preds)} images)", Found(f"{len(target)} images"))
+        fail(
+            "target",
+            f"a list as long as `preds` ({len(preds)} images)",
+            Found(f"{len(target)} images"),
+            tm="Expected argument `preds` and `target` to have the same length",
+        )
     geometry = "boxes" if iou_type == "bbox" else "masks"
+    sides = (("preds", preds, (geometry, "scores", "labels")), ("target", target, (geometry, "labels")))
+    # torchmetrics' order: each key over every image, then each key's type over every image
+    for kind, dicts, keys in sides:
+        for i, d in enumerate(dicts):
+            if not isinstance(d, Mapping):
+                fail(f"{kind}[{i}]", "a dict of tensors", type(d).__name__, TypeError)
+        for key in keys:
+            for i, d in enumerate(dicts):
+                if key not in d:
+                    fail(
+                        f"{kind}[{i}]",
+                        f"a dict with keys {list(keys)}",
+                        Found(f"keys {sorted(d)} (missing {[k for k in keys if k not in d]})"),
+                        tm=f"Expected all dicts in `{kind}` to contain the `{key}` key",
+                    )
+    for kind, dicts, keys in sides:
+        for key in keys:
+            for i, d in enumerate(dicts):
+                _get(kind, i, d, key)
     tensors: list[Tensor] = []
     names: list[str] = []
     for i, (p, t) in enumerate(zip(preds, target, strict=True)):
-        for kind, d, keys in (
-            ("preds", p, (geometry, "scores", "labels")),
-            ("target", t, (geometry, "labels")),
-        ):
-            if not isinstance(d, Mapping):
-                fail(f"{kind}[{i}]", "a dict of tensors", type(d).__name__, TypeError)
-            missing = [k for k in keys if k not in d]
-            if missing:
-                fail(
-                    f"{kind}[{i}]",
-                    f"a dict with keys {list(keys)}",
-                    Found(f"keys {sorted(d)} (missing {missing})"),
-                )
         scores, labels = _get("preds", i, p, "scores"), _get("preds", i, p, "labels")
         if not scores.dtype.is_floating_point:
             fail(
@@ -115,7 +139,7 @@ def _check_instance_inputs(preds: object, target: object, iou_type: str) -> list
         for kind, lab, length in (("preds", labels, n), ("target", g_labels, None)):
             if not is_integer_dtype(lab.dtype):
                 fail(_item(kind, i, "labels"), "an integer tensor", Found(f"dtype {lab.dtype}"), TypeError)
-            _check_1d(_item(kind, i, "labels"), lab, length, "class ids")
+            _check_1d(_item(kind, i, "labels"), lab, length, "class ids", _length_message(kind, i, geometry))
         g = g_labels.shape[0]
         det_geo, gt_geo = _get("preds", i, p, geometry), _get("target", i, t, geometry)
         for kind, geo, count in (("preds", det_geo, n), ("target", gt_geo, g)):
@@ -134,12 +158,16 @@ def _check_instance_inputs(preds: object, target: object, iou_type: str) -> list
                         TypeError,
                     )
                 if not empty and (geo.ndim != 3 or geo.shape[0] != count):
-                    fail(name, f"a tensor of shape ({count}, H, W)", Found(f"shape {tuple(geo.shape)}"))
+                    tm = _length_message(kind, i, geometry) if geo.ndim == 3 else None
+                    fail(
+                        name, f"a tensor of shape ({count}, H, W)", Found(f"shape {tuple(geo.shape)}"), tm=tm
+                    )
             else:
                 if geo.dtype == torch.bool or geo.dtype.is_complex:
                     fail(name, "a real-valued tensor of boxes", Found(f"dtype {geo.dtype}"), TypeError)
                 if not empty and (geo.ndim != 2 or tuple(geo.shape) != (count, 4)):
-                    fail(name, f"a tensor of shape ({count}, 4)", Found(f"shape {tuple(geo.shape)}"))
+                    tm = _length_message(kind, i, geometry) if geo.ndim == 2 and geo.shape[1] == 4 else None
+                    fail(name, f"a tensor of shape ({count}, 4)", Found(f"shape {tuple(geo.shape)}"), tm=tm)
         # an empty side may come without the image size (e.g. zeros(0, 0, 0)); it is not compared
         if geometry == "masks" and n and g and det_geo.shape[1:] != gt_geo.shape[1:]:
             fail(

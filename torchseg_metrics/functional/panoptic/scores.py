@@ -101,19 +101,30 @@ def parse_categories(
     """
     parsed = []
     for name, value in (("things", things), ("stuffs", stuffs)):
+        tm = f"Expected argument `{name}` to contain `int` categories"
         if isinstance(value, (str, bytes, Tensor)) or not isinstance(value, Iterable):
-            fail(name, "a collection of integer category ids", value, TypeError)
+            fail(name, "a collection of integer category ids", value, TypeError, tm=tm)
         items = list(value)
         if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items):
-            fail(name, "a collection of integer category ids", value, TypeError)
+            fail(name, "a collection of integer category ids", value, TypeError, tm=tm)
         if any(not 0 <= int(v) <= MAX_ID for v in items):
             fail(name, f"category ids in [0, {MAX_ID}]", value)
         parsed.append(tuple(sorted({int(v) for v in items})))
     shared = set(parsed[0]) & set(parsed[1])
     if shared:
-        fail("stuffs", "disjoint from `things`", Found(f"shared ids {sorted(shared)}"))
+        fail(
+            "stuffs",
+            "disjoint from `things`",
+            Found(f"shared ids {sorted(shared)}"),
+            tm="Expected arguments `things` and `stuffs` to have distinct keys",
+        )
     if not parsed[0] and not parsed[1]:
-        fail("things", "non-empty when `stuffs` is empty", things)
+        fail(
+            "things",
+            "non-empty when `stuffs` is empty",
+            things,
+            tm="At least one of `things` and `stuffs` must be non-empty",
+        )
     return parsed[0], parsed[1]
 
 
@@ -135,21 +146,29 @@ def check_panoptic_inputs(
         ValueError: If shapes differ or are not ``(B, *spatial, 2)``, if ``target_crowd`` is given with
             ``compat="torchmetrics"`` or is not ``(B, *spatial)``, or if tensors are on different devices.
     """
-    preds, target = check_tensor("preds", preds), check_tensor("target", target)
+    preds, target = (
+        check_tensor(name, x, tm=f"Expected argument `{name}` to be of type `torch.Tensor`")
+        for name, x in (("preds", preds), ("target", target))
+    )
     for name, x in (("preds", preds), ("target", target)):
         if not x.dtype.is_floating_point:
             check_integer_tensor(name, x)
+    if target.shape != preds.shape:  # torchmetrics' order of the shape checks
+        fail(
+            "target",
+            f"of the same shape as `preds` {tuple(preds.shape)}",
+            Found(f"shape {tuple(target.shape)}"),
+            tm="Expected argument `preds` and `target` to have the same shape",
+        )
     if preds.ndim < 3 or preds.shape[-1] != 2:
         fail(
             "preds",
             "of shape (B, *spatial, 2) holding (category_id, instance_id)",
             Found(f"shape {tuple(preds.shape)}"),
-        )
-    if target.shape != preds.shape:
-        fail(
-            "target",
-            f"of the same shape as `preds` {tuple(preds.shape)}",
-            Found(f"shape {tuple(target.shape)}"),
+            tm="Expected argument `preds` to have at least one spatial dimension (B, *spatial_dims, 2)"
+            if preds.ndim < 3
+            else "Expected argument `preds` to have exactly 2 channels in the last dimension "
+            "(category, instance)",
         )
     tensors = [preds, target]
     if target_crowd is not None:
@@ -188,7 +207,13 @@ def raise_on_bad_values(bad: Tensor, void: tuple[int, ...] | None = None) -> Non
     counts = bad.tolist()
     for (name, expectation, found), count in zip(_bad_messages(void), counts, strict=True):
         if count:
-            fail(name, expectation, Found(found.format(count)))
+            unknown = "unknown categories" in found  # torchmetrics' sentence for that check
+            fail(
+                name,
+                expectation,
+                Found(found.format(count)),
+                tm="Unknown categories found" if unknown else None,
+            )
 
 
 def _per_class(iou_sum: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, compat: Compat) -> tuple[Tensor, ...]:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from torchseg_metrics._checks import Found, check_choice, check_tensor, fail
+from torchseg_metrics._checks import Found, ShapeMismatchError, check_choice, check_tensor, fail
 from torchseg_metrics.functional.counting import CountMethod
 from torchseg_metrics.functional.semantic.confusion import _confusion_matrix_update
 from torchseg_metrics.functional.semantic.inputs import (
@@ -59,8 +59,58 @@ def is_one_hot_target(input_format: str | None) -> bool:
     return input_format in ("one-hot", "mixed")
 
 
+#: torchmetrics' sentences for the argument checks of ``segmentation.MeanIoU`` / ``mean_iou``.
+MEAN_IOU_SENTENCES = {
+    "num_classes": "Expected argument `num_classes` must be `None` or a positive integer",
+    "include_background": "Expected argument `include_background` must be a boolean",
+    "per_class": "Expected argument `per_class` must be a boolean",
+    "input_format": "Expected argument `input_format` to be one of 'one-hot', 'index', 'mixed'",
+}
+#: The same for ``segmentation.DiceScore`` / ``dice_score``.
+DICE_SENTENCES = {
+    "num_classes": "Expected argument `num_classes` must be a positive integer",
+    "include_background": MEAN_IOU_SENTENCES["include_background"],
+    "average": "Expected argument `average` to be one of ['micro', 'macro', 'weighted', 'none'] or None",
+    "input_format": MEAN_IOU_SENTENCES["input_format"],
+    "aggregation_level": "Expected argument `aggregation_level` to be one of `samplewise`, `global`",
+}
+_SAME_SHAPE = "Predictions and targets are expected to have the same shape"
+
+
+def _check_shapes(preds: Tensor, target: Tensor, input_format: str) -> None:
+    """torchmetrics' shape rules of the one-hot forms: equal shapes ("one-hot"), or the same but
+    for the class axis (dim 1) on one side ("mixed"); a :class:`ShapeMismatchError` otherwise."""
+    p, t = tuple(preds.shape), tuple(target.shape)
+    if input_format == "one-hot":
+        if p != t:
+            fail(
+                "target",
+                f"masks of the shape of `preds` {p}",
+                Found(f"shape {t}"),
+                ShapeMismatchError,
+                tm=_SAME_SHAPE,
+            )
+        return
+    if len(p) == len(t) + 1:
+        ok = p[:1] + p[2:] == t
+    elif len(t) == len(p) + 1:
+        ok = t[:1] + t[2:] == p
+    else:
+        ok = False
+    if not ok:
+        fail(
+            "target",
+            "the shape of `preds` with the class axis (dim 1) on one side only, for input_format='mixed'",
+            Found(f"shapes {p} and {t}"),
+            ShapeMismatchError,
+            tm=_SAME_SHAPE,
+        )
+
+
 def _one_hot_sides(preds: Tensor, target: Tensor, input_format: str) -> tuple[bool, bool]:
-    """Which of (preds, target) carry a class axis under ``input_format``."""
+    """Which of (preds, target) carry a class axis under ``input_format`` (shapes checked)."""
+    if input_format in ("one-hot", "mixed"):
+        _check_shapes(preds, target, input_format)
     if input_format == "one-hot":
         return True, True
     if input_format == "mixed":
@@ -78,7 +128,9 @@ def _one_hot_sides(preds: Tensor, target: Tensor, input_format: str) -> tuple[bo
 
 def _check_class_axis(name: str, x: Tensor, num_classes: int) -> None:
     if x.ndim < 3 or x.shape[1] != num_classes:
-        fail(name, f"one-hot masks of shape (N, {num_classes}, *spatial)", Found(f"shape {tuple(x.shape)}"))
+        tm = "Expected both `preds` and `target` to have at least 3 dimensions" if x.ndim < 3 else None
+        expectation = f"one-hot masks of shape (N, {num_classes}, *spatial)"
+        fail(name, expectation, Found(f"shape {tuple(x.shape)}"), tm=tm)
 
 
 def _refuse_ambiguous(preds: Tensor, target: Tensor, num_classes: int) -> None:

@@ -12,7 +12,14 @@ import torch
 from torch import Tensor
 
 from torchseg_metrics import _native
-from torchseg_metrics._checks import Found, check_same_device, check_tensor, fail, is_integer_dtype
+from torchseg_metrics._checks import (
+    Found,
+    ShapeMismatchError,
+    check_same_device,
+    check_tensor,
+    fail,
+    is_integer_dtype,
+)
 from torchseg_metrics.functional.counting import count_true
 
 
@@ -50,6 +57,8 @@ def check_semantic_inputs(preds: object, target: object, num_classes: int) -> tu
                 "preds",
                 f"labels of the target's shape {tuple(target.shape)}",
                 Found(f"shape {tuple(preds.shape)}"),
+                ShapeMismatchError,
+                tm="Predictions and targets are expected to have the same shape",
             )
     else:
         fail("preds", "integer labels or floating-point scores", Found(f"dtype {preds.dtype}"), TypeError)

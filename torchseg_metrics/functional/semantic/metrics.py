@@ -10,8 +10,10 @@ from typing import Literal
 
 from torch import Tensor
 
-from torchseg_metrics._checks import check_bool, check_choice, fail
+from torchseg_metrics._checks import check_bool, check_choice, fail, tm_message
 from torchseg_metrics.functional.semantic.input_formats import (
+    DICE_SENTENCES,
+    MEAN_IOU_SENTENCES,
     SEMANTIC_COMPAT,
     InputFormat,
     SemanticCompat,
@@ -129,6 +131,25 @@ def mean_iou(
         >>> mean_iou(preds, target, 3, input_format="index", compat="torchmetrics")
         tensor([0.5000])
     """
+    with tm_message(MEAN_IOU_SENTENCES):
+        return _mean_iou(
+            preds, target, num_classes, include_background, per_class, input_format, ignore_index,
+            aggregation, compat, average,
+        )  # fmt: skip
+
+
+def _mean_iou(
+    preds: Tensor,
+    target: Tensor,
+    num_classes: int,
+    include_background: bool,
+    per_class: bool,
+    input_format: InputFormat | None,
+    ignore_index: int | None,
+    aggregation: Aggregation,
+    compat: SemanticCompat,
+    average: Average | None,
+) -> Tensor:
     check_bool("per_class", per_class)
     check_choice("compat", compat, SEMANTIC_COMPAT)
     key = average_key("iou", average, per_class)
@@ -171,6 +192,25 @@ def dice_score(
         >>> dice_score(preds, target, num_classes=3, average="none")
         tensor([0.6667, 0.5000, 0.8000], dtype=torch.float64)
     """
+    with tm_message(DICE_SENTENCES):
+        return _dice_score(
+            preds, target, num_classes, include_background, average, input_format, aggregation_level,
+            ignore_index, aggregation, compat,
+        )  # fmt: skip
+
+
+def _dice_score(
+    preds: Tensor,
+    target: Tensor,
+    num_classes: int,
+    include_background: bool,
+    average: DiceAverage | None,
+    input_format: InputFormat | None,
+    aggregation_level: Literal["samplewise", "global"] | None,
+    ignore_index: int | None,
+    aggregation: Aggregation,
+    compat: SemanticCompat,
+) -> Tensor:
     average = "none" if average is None else average
     check_choice("average", average, DICE_AVERAGES)
     check_choice("compat", compat, SEMANTIC_COMPAT)
