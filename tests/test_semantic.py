@@ -265,9 +265,9 @@ def test_bad_arguments(kwargs: dict, error: type, match: str) -> None:
             "`target` must be an integer",
         ),
         ([[0]], torch.zeros(2, 4, 4, dtype=torch.long), TypeError, "`preds` must be a torch.Tensor"),
-        (
-            torch.zeros(4, dtype=torch.long),
-            torch.zeros(4, dtype=torch.long),
+        (  # (N,) labels are samples without spatial axes (torchmetrics' multiclass form); 0-d is not
+            torch.zeros((), dtype=torch.long),
+            torch.zeros((), dtype=torch.long),
             ValueError,
             "`target` must be a batch",
         ),

@@ -17,7 +17,7 @@ from torchmetrics.segmentation import DiceScore as TMDiceScore
 from torchmetrics.segmentation import MeanIoU as TMMeanIoU
 
 from torchseg_metrics.functional import dice_score, mean_iou
-from torchseg_metrics.semantic import DiceScore, MeanIoU
+from torchseg_metrics.semantic import DiceScore, MeanAccuracy, MeanIoU
 
 C = 4
 
@@ -191,7 +191,8 @@ def test_multiclass_averages_equal_torchmetrics_classification(average, ignore_i
     # MulticlassJaccardIndex / MulticlassAccuracy / MulticlassConfusionMatrix map onto MeanIoU /
     # MeanAccuracy / ConfusionMatrix: dataset-level as ours. Every class is in the target here;
     # (for a class absent from the target, torchmetrics returns 0 where ours is NaN, and its macro
-    # accuracy counts a predicted-but-absent class as 0 where mmseg's mAcc, ours, leaves it out)
+    # accuracy counts a predicted-but-absent class as 0 where mmseg's mAcc, ours, leaves it out:
+    # the switches to its numbers are tested in test_classification_switches_give_torchmetrics_numbers)
     from torchmetrics.classification import MulticlassAccuracy as TMAccuracy
     from torchmetrics.classification import (
         MulticlassConfusionMatrix,
@@ -226,6 +227,65 @@ def test_multiclass_averages_equal_torchmetrics_classification(average, ignore_i
         expected = MulticlassConfusionMatrix(C, ignore_index=ignore_index, normalize=normalize)(preds, target)
         got = got.nan_to_num(0.0)  # an empty row (the ignored class) is NaN here, 0 there
         torch.testing.assert_close(got.to(expected.dtype), expected, rtol=1e-6, atol=1e-7)
+
+
+def _classification_inputs(kind: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchmetrics' multiclass test forms: (N,) or (N, X) labels, (N, C) or (N, C, X) scores."""
+    shape = (32,) if kind.endswith("1d") else (8, 3)
+    target = torch.randint(0, C, shape, generator=gen)
+    if kind.startswith("labels"):
+        return torch.randint(0, C, shape, generator=gen), target
+    logits = torch.randn(shape[0], C, *shape[1:], generator=gen)
+    return (logits if kind.startswith("logits") else logits.softmax(1)), target
+
+
+@pytest.mark.parametrize("kind", ["labels1d", "probs1d", "logits1d", "labelsmd", "probsmd"])
+@pytest.mark.parametrize("ignore_index", [None, -1, 0])
+def test_classification_switches_give_torchmetrics_numbers(kind, ignore_index) -> None:
+    # MulticlassJaccardIndex -> MeanIoU(zero_division=...), MulticlassAccuracy and
+    # MulticlassConfusionMatrix -> MeanAccuracy / ConfusionMatrix(compat="torchmetrics"), with
+    # torchmetrics' own arguments (validate_args, top_k=1, multidim_average="global") and inputs
+    from torchmetrics.classification import MulticlassAccuracy as TMAccuracy
+    from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassJaccardIndex
+
+    from torchseg_metrics.semantic import ConfusionMatrix, MeanAccuracy
+
+    preds, target = _classification_inputs(kind, torch.Generator().manual_seed(9))
+    if ignore_index == -1:
+        target[::7] = -1
+    for average in ("macro", "micro", "weighted", "none", None):
+        kw = {"ignore_index": ignore_index, "average": average, "validate_args": True}
+        for zero_division in (0, 1):
+            ours = MeanIoU(C, zero_division=zero_division, **kw)(preds, target)
+            ref = MulticlassJaccardIndex(C, zero_division=zero_division, **kw)(preds, target)
+            torch.testing.assert_close(ours.float(), ref, rtol=1e-6, atol=1e-7)
+        extra = {"top_k": 1, "multidim_average": "global"}
+        ours = MeanAccuracy(C, compat="torchmetrics", **kw, **extra)(preds, target)
+        torch.testing.assert_close(
+            ours.float(), TMAccuracy(C, **kw, **extra)(preds, target), rtol=1e-6, atol=1e-7
+        )
+    for normalize in (None, "true", "pred", "all"):
+        kw = {"ignore_index": ignore_index, "normalize": normalize, "validate_args": False}
+        ours = ConfusionMatrix(C, compat="torchmetrics", **kw)(preds, target)
+        ref = MulticlassConfusionMatrix(C, **kw)(preds, target)
+        torch.testing.assert_close(ours.to(ref.dtype), ref, rtol=1e-6, atol=1e-7)
+
+
+def test_torchmetrics_corner_case_class_absent_everywhere() -> None:
+    # a class absent from target and prediction: NaN by default, zero_division with the switch
+    from torchmetrics.classification import MulticlassJaccardIndex
+
+    target, preds = torch.tensor([0, 1, 0, 0]), torch.tensor([0, 1, 0, 1])
+    assert MeanIoU(3, average="none")(preds, target)[2].isnan()
+    for average in ("none", "macro"):
+        ours = MeanIoU(3, average=average, zero_division=0)(preds, target)
+        torch.testing.assert_close(ours.float(), MulticlassJaccardIndex(3, average=average)(preds, target))
+    with pytest.raises(ValueError, match=r"`top_k` must be 1 \(the state counts the top-1"):
+        MeanAccuracy(3, top_k=2)
+    with pytest.raises(ValueError, match="`multidim_average` must be 'global'"):
+        MeanAccuracy(3, multidim_average="samplewise")
+    with pytest.raises(ValueError, match="`zero_division` must be None with compat='torchmetrics'"):
+        MeanIoU(3, zero_division=0, compat="torchmetrics")
 
 
 def test_mean_iou_without_num_classes_takes_them_from_the_first_one_hot_batch() -> None:

@@ -258,7 +258,7 @@ def test_two_ranks_protocol(name, sync_on_step) -> None:
     firsts = [sum(sizes[:i]) for i in range(NUM_BATCHES)]
     order = [firsts[i] + j for r in range(2) for i in range(r, NUM_BATCHES, 2) for j in range(sizes[i])]
     for rank, result in enumerate(results):
-        if "ious" in result["compute"]:
+        if isinstance(result["compute"], dict) and "ious" in result["compute"]:
             result["compute"]["ious"] = {
                 (order[img], c): v for (img, c), v in result["compute"]["ious"].items()
             }

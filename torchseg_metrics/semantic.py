@@ -22,7 +22,15 @@ from typing import Any, ClassVar, Literal
 from torch import Tensor
 from torchmetrics import Metric
 
-from torchseg_metrics._checks import Found, check_bool, check_choice, check_class_names, fail, tm_message
+from torchseg_metrics._checks import (
+    Found,
+    check_bool,
+    check_choice,
+    check_class_names,
+    check_positive_int,
+    fail,
+    tm_message,
+)
 from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.counting import CountMethod
 from torchseg_metrics.functional.semantic.input_formats import (
@@ -38,6 +46,7 @@ from torchseg_metrics.functional.semantic.input_formats import (
     dice_from_overlaps,
     iou_from_overlaps,
 )
+from torchseg_metrics.functional.semantic.scores import multiclass_scores
 from torchseg_metrics.functional.semantic.stats import (
     DICE_AVERAGES,
     NORMALIZE,
@@ -47,6 +56,7 @@ from torchseg_metrics.functional.semantic.stats import (
     Normalize,
     average_key,
     check_semantic_args,
+    check_zero_division,
     empty_semantic_stats,
     normalize_confusion,
     semantic_from_stats,
@@ -92,9 +102,13 @@ class _SemanticMetric(Metric):
         class_names: Sequence[str] | None = None,
         method: CountMethod = "auto",
         input_format: InputFormat | None = None,
+        validate_args: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # torchmetrics' classification option; the checks here read no values on the host, so
+        # they always run (value problems off the CPU are raised by compute(), without a sync)
+        self.validate_args = check_bool("validate_args", validate_args)
         self.num_classes, self.ignore_index = check_semantic_args(
             num_classes, ignore_index, include_background, aggregation, method
         )
@@ -157,6 +171,21 @@ class _SemanticMetric(Metric):
         return plot_metric_value(self, val, ax, class_names=self.class_names)
 
 
+def _multiclass(metric: _SemanticMetric, key: str, zero_division: float) -> Tensor:
+    """``key`` under torchmetrics' multiclass rules (:func:`multiclass_scores`); with
+    ``include_background=False`` class 0 stays NaN and out of the mean."""
+    confmat = metric.confmat
+    if not metric.include_background:
+        confmat = confmat.clone()
+        confmat[0] = 0
+        confmat[:, 0] = 0
+    value = multiclass_scores(confmat, zero_division)[key]
+    if not metric.include_background and value.ndim:
+        value = value.clone()
+        value[0] = float("nan")
+    return value
+
+
 class ConfusionMatrix(_SemanticMetric):
     """Confusion matrix ``(C, C)`` of counts (int64, rows = target, columns = prediction).
 
@@ -175,7 +204,16 @@ class ConfusionMatrix(_SemanticMetric):
 
     higher_is_better: ClassVar[bool | None] = None  # type: ignore[misc]
 
-    def __init__(self, num_classes: int, *, normalize: Normalize | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        normalize: Normalize | None = None,
+        compat: Literal["standard", "torchmetrics"] = "standard",
+        **kwargs: Any,
+    ) -> None:
+        check_choice("compat", compat, ["standard", "torchmetrics"])
+        self.compat = compat
         if normalize is not None:
             check_choice("normalize", normalize, NORMALIZE)
         super().__init__(num_classes, **kwargs)
@@ -183,7 +221,10 @@ class ConfusionMatrix(_SemanticMetric):
 
     def compute(self) -> Tensor:
         """The confusion matrix of every pixel seen."""
-        return normalize_confusion(self._all_scores("confmat")["confmat"], self.normalize)
+        value = normalize_confusion(self._all_scores("confmat")["confmat"], self.normalize)
+        if self.compat == "torchmetrics" and value.is_floating_point():  # its empty rows: 0, not NaN
+            value = value.nan_to_num(nan=0.0)
+        return value
 
     def plot(self, val: Tensor | None = None, ax: Any = None) -> Any:
         """Heat map of the row-normalised confusion matrix (needs matplotlib)."""
@@ -230,8 +271,14 @@ class MeanIoU(_SemanticMetric):
         *,
         compat: SemanticCompat = "standard",
         average: Average | None = "macro",
+        zero_division: float | None = None,
         **kwargs: Any,
     ) -> None:
+        self.zero_division = check_zero_division(zero_division)
+        if self.zero_division is not None and (
+            compat != "standard" or kwargs.get("aggregation", "dataset") != "dataset"
+        ):
+            fail("zero_division", "None with compat='torchmetrics' or aggregation='image'", zero_division)
         # num_classes=None (torchmetrics' default): taken from the first one-hot batch, which needs
         # torchmetrics' rules (the confusion state of the others has a fixed size from the start)
         with tm_message(MEAN_IOU_SENTENCES):
@@ -299,7 +346,12 @@ class MeanIoU(_SemanticMetric):
             fail("num_classes", "known before compute(): given, or taken from a first update", None)
         if self.compat == "torchmetrics":
             return mean_iou_from_overlap_state(self)
-        return self._all_scores(self._key)[self._key]
+        if self.zero_division is not None and self._key == "iou":
+            return _multiclass(self, self._key, self.zero_division)
+        value = self._all_scores(self._key)[self._key]
+        if self.zero_division is not None and self._key == "iou_micro":  # nothing counted: 0 / 0
+            value = value.nan_to_num(nan=self.zero_division)
+        return value
 
 
 class DiceScore(_SemanticMetric):
@@ -418,13 +470,38 @@ class MeanAccuracy(_SemanticMetric):
         0.7222
     """
 
-    def __init__(self, num_classes: int, *, average: Average | None = "macro", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        average: Average | None = "macro",
+        top_k: int = 1,
+        multidim_average: Literal["global"] = "global",
+        compat: Literal["standard", "torchmetrics"] = "standard",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(num_classes, **kwargs)
+        check_choice("compat", compat, ["standard", "torchmetrics"])
+        if compat == "torchmetrics" and self.aggregation != "dataset":
+            fail("aggregation", "'dataset' with compat='torchmetrics'", self.aggregation)
+        self.compat = compat
+        # torchmetrics' MulticlassAccuracy options that a confusion matrix of top-1 labels can hold
+        if check_positive_int("top_k", top_k) != 1:
+            fail("top_k", "1 (the state counts the top-1 prediction of each pixel)", top_k)
+        if multidim_average != "global":
+            fail(
+                "multidim_average",
+                "'global' (for per-image values use aggregation='image')",
+                multidim_average,
+            )
+        self.top_k, self.multidim_average = top_k, multidim_average
         self._key = average_key("accuracy", average, self.per_class)
         self.average = "none" if self._key == "accuracy" else average
 
     def compute(self) -> Tensor:
         """mAcc (float64 scalar), or the ``average`` asked for (per class: float64 ``(C,)``)."""
+        if self.compat == "torchmetrics" and self._key in ("accuracy", "mean_accuracy"):
+            return _multiclass(self, self._key, 0.0)
         return self._all_scores(self._key)[self._key]
 
 

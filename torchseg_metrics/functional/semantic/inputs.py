@@ -41,7 +41,7 @@ def check_semantic_inputs(preds: object, target: object, num_classes: int) -> tu
         fail(
             "target", "an integer or bool tensor of class indices", Found(f"dtype {target.dtype}"), TypeError
         )
-    if target.ndim < 2:
+    if target.ndim < 1:  # (N,): one label per sample, as torchmetrics' multiclass metrics take
         fail("target", "a batch of label maps of shape (N, *spatial)", Found(f"shape {tuple(target.shape)}"))
     if preds.dtype.is_floating_point:
         expected = (target.shape[0], num_classes, *target.shape[1:])

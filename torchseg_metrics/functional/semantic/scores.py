@@ -23,6 +23,34 @@ def _counts(confmat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return tp, cm.sum(-1), cm[..., :c].sum(-2)
 
 
+def multiclass_scores(confmat: Tensor, zero_division: float) -> dict[str, Tensor]:
+    """torchmetrics' ``MulticlassJaccardIndex`` / ``MulticlassAccuracy`` rules on ``confmat``
+    ``(C, C + 1)``: ``zero_division`` for every 0 / 0 (an ignored class included, whose target pixels
+    are gone but whose predictions count), float64.
+
+    Returns:
+        ``iou`` and ``accuracy`` per class, and ``mean_accuracy``: the mean over the classes with a
+        prediction or a target pixel (torchmetrics' macro, where a predicted but absent class scores
+        ``zero_division``).
+
+    Example:
+        >>> cm = torch.tensor([[2, 1, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0]])  # class 2 never predicted
+        >>> multiclass_scores(cm, 0.0)["iou"].tolist()
+        [0.6666666666666666, 0.3333333333333333, 0.0]
+    """
+    tp, target, pred = _counts(confmat)
+    union = target + pred - tp
+    fill = torch.tensor(zero_division, dtype=torch.float64, device=confmat.device)
+    iou = torch.where(union > 0, tp / union, fill)
+    accuracy = torch.where(target > 0, tp / target, fill)
+    present = union > 0
+    return {
+        "iou": iou,
+        "accuracy": accuracy,
+        "mean_accuracy": (accuracy * present).sum() / present.sum(),
+    }
+
+
 def iou_from_confusion(confmat: Tensor) -> Tensor:
     """Per-class IoU ``tp / (target + pred - tp)``, float64 ``(..., C)``; NaN for 0 / 0."""
     tp, target, pred = _counts(confmat)

@@ -14,13 +14,14 @@ Aggregation:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from torchseg_metrics._checks import check_bool, check_choice, check_optional_int, check_positive_int
+from torchseg_metrics._checks import check_bool, check_choice, check_optional_int, check_positive_int, fail
 from torchseg_metrics.functional.counting import COUNT_METHODS, CountMethod
 from torchseg_metrics.functional.semantic.confusion import _confusion_matrix_update
 from torchseg_metrics.functional.semantic.input_formats import (
@@ -70,6 +71,20 @@ def average_key(score: str, average: object, per_class: bool = False) -> str:
 
 Normalize = Literal["true", "pred", "all", "none"]
 NORMALIZE: tuple[str, ...] = ("true", "pred", "all", "none")
+
+
+def check_zero_division(value: object) -> float | None:
+    """torchmetrics' ``zero_division``: the value of a 0/0 score (None: NaN, this package's rule).
+
+    Example:
+        >>> check_zero_division(0), check_zero_division(None)
+        (0.0, None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        fail("zero_division", "a finite number (0 or 1, as torchmetrics) or None", value, TypeError)
+    return float(value)
 
 
 def check_semantic_args(
