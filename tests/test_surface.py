@@ -221,15 +221,22 @@ def test_native_and_torch_distance_transforms_agree(monkeypatch: pytest.MonkeyPa
     from torchseg_metrics import _native
 
     rng = np.random.default_rng(9)
-    for shape, spacing in (((3, 19, 31), (1.0, 0.3)), ((2, 7, 9, 12), (2.0, 1.0, 0.5))):
+    calls = []
+    real = _native.squared_edt_axis
+    monkeypatch.setattr(_native, "squared_edt_axis", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    # strided axes wider than the kernel's blocks of lines, and lines split over threads
+    shapes = (((3, 19, 31), (1.0, 0.3)), ((2, 7, 9, 12), (2.0, 1.0, 0.5)), ((2, 40, 23, 37), (1.5, 1.0, 1.0)))
+    for shape, spacing in shapes:
         sites = torch.from_numpy(rng.random(shape) < 0.03)
         sites[0] = False  # no site at all: +inf everywhere
         native = distance_transform(sites, spacing)
+        assert distance_transform(sites, spacing, squared=True).sqrt().equal(native)
         with monkeypatch.context() as patch:
-            patch.setattr(_native, "squared_edt_lines", lambda *args: False)
+            patch.setattr(_native, "squared_edt_axis", lambda *args, **kwargs: False)
             twin = distance_transform(sites, spacing)
         torch.testing.assert_close(native, twin, rtol=1e-13, atol=0)
         assert torch.isinf(native[0]).all()
+    assert sorted(set(calls)) == [1, 2, 3]  # the native kernel ran along every axis
 
 
 def test_metric_collection_keeps_surface_metrics_apart() -> None:

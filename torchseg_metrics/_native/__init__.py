@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ __all__ = [
     "mask_counts",
     "parallel_map",
     "run_records",
+    "squared_edt_axis",
     "squared_edt_lines",
     "status",
 ]
@@ -78,6 +80,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mask_boundaries.restype = ctypes.c_int
     lib.edt_lines.argtypes = [_P, _I64, _I64, ctypes.c_double]
     lib.edt_lines.restype = ctypes.c_int
+    lib.edt_axis.argtypes = [_P, _I64, _I64, _I64, _I64, ctypes.c_double, ctypes.c_int]
+    lib.edt_axis.restype = ctypes.c_int
     for name in _FLOAT_NAMES.values():
         fn = getattr(lib, f"argmax_{name}")
         fn.argtypes = [_P, _I64, _I64, _I64, _P]
@@ -374,6 +378,29 @@ def squared_edt_lines(f: Tensor, spacing: float) -> bool:
         return lib.edt_lines(flat[a].data_ptr(), b - a, n, float(spacing))
 
     if any(code != 0 for code in parallel_map(run, _ranges(rows, n))):
+        raise MemoryError("torchseg_metrics: the native distance transform could not allocate its lines")
+    return True
+
+
+def squared_edt_axis(f: Tensor, axis: int, spacing: float, binary: bool = False) -> bool:
+    """In place: every line of contiguous float64 CPU ``f`` along ``axis`` becomes its 1-D squared
+    distance transform at ``spacing`` (``edt_axis`` in ``kernels.c``: no transposed copy; ``binary``:
+    every entry is 0 or +inf, the first axis); False (nothing done) without the kernels. Lines are
+    split over threads."""
+    lib = _library()
+    if lib is None or f.dtype != torch.float64 or f.device.type != "cpu" or not f.is_contiguous():
+        return False
+    n = f.shape[axis]
+    inner = math.prod(f.shape[axis + 1 :])
+    lines = f.numel() // n if n else 0
+    if lines == 0:
+        return True
+    ptr = f.data_ptr()
+
+    def run(span: tuple[int, int]) -> int:
+        return lib.edt_axis(ptr, n, inner, span[0], span[1], float(spacing), int(binary))
+
+    if any(code != 0 for code in parallel_map(run, _ranges(lines, n))):
         raise MemoryError("torchseg_metrics: the native distance transform could not allocate its lines")
     return True
 

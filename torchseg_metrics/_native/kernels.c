@@ -400,51 +400,113 @@ int mask_boundaries(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64
 }
 
 /* ------------------------------------------------------------------ exact distance transform
- * In place, for `lines` contiguous float64 lines of length n holding squared distances (0 at the
- * sites, +inf elsewhere on the first axis): f(q) <- min_p f(p) + (spacing (q - p))^2, the lower
- * envelope of parabolas (Felzenszwalb and Huttenlocher, 2012) in O(n) per line. Infinite entries
- * add no parabola; a line without a finite entry stays +inf. Applied axis after axis this is the
- * exact squared Euclidean distance transform. Returns 0, or -1 when scratch memory is missing.
+ * In place, along one axis of a contiguous float64 array seen as (outer, n, inner), for its lines
+ * [lo, hi) (line l = (l / inner, l % inner)) holding squared distances (0 at the sites, +inf
+ * elsewhere on the first axis): f(q) <- min_p f(p) + (spacing (q - p))^2, the lower envelope of
+ * parabolas (Felzenszwalb and Huttenlocher, 2012) in O(n) per line, each line gathered into a
+ * scratch row (so no axis needs a transposed copy of the array). Infinite entries add no parabola;
+ * a line without a finite entry stays +inf. Applied axis after axis this is the exact squared
+ * Euclidean distance transform. `binary`: the entries are 0 or +inf (the first axis), swept
+ * without parabolas. Returns 0, or -1 when scratch memory is missing.
  */
-int edt_lines(double *f, int64_t lines, int64_t n, double spacing) {
-    int64_t *v = (int64_t *)malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
-    double *z = (double *)malloc((size_t)(n + 1) * sizeof(double));
-    double *g = (double *)malloc((size_t)(n > 0 ? n : 1) * sizeof(double));
-    if (v == NULL || z == NULL || g == NULL) {
+/* One line in place: `row` (n entries), with scratch v (n), z (n + 1) and g (n). */
+static void edt_row(double *row, int64_t n, double s2, double spacing, int64_t *v, double *z, double *g) {
+    int64_t k = -1;
+    for (int64_t q = 0; q < n; q++) {
+        if (row[q] == INFINITY) continue;
+        const double fq = row[q] + s2 * (double)q * (double)q;
+        double s = 0.0;
+        while (k >= 0) {
+            const int64_t p = v[k];
+            s = (fq - (row[p] + s2 * (double)p * (double)p)) / (2.0 * s2 * (double)(q - p));
+            if (s > z[k]) break;
+            k--;
+        }
+        k++;
+        v[k] = q;
+        z[k] = k == 0 ? -INFINITY : s;
+        z[k + 1] = INFINITY;
+    }
+    if (k < 0) return; /* no site on this line: +inf stays */
+    for (int64_t q = 0, j = 0; q < n; q++) {
+        while (z[j + 1] < (double)q) j++;
+        const double d = spacing * (double)(q - v[j]);
+        g[q] = row[v[j]] + d * d;
+    }
+    memcpy(row, g, (size_t)n * sizeof(double));
+}
+
+/* The first axis, where every entry is 0 (a site) or +inf: the distance to the nearest site by one
+ * sweep each way (no parabolas), squared with the spacing. */
+static void edt_row_binary(double *row, int64_t n, double spacing) {
+    int64_t last = -1;
+    for (int64_t q = 0; q < n; q++) {
+        if (row[q] == 0.0) {
+            last = q;
+        } else if (last >= 0) {
+            row[q] = (double)(q - last);
+        }
+    }
+    int64_t next = -1;
+    for (int64_t q = n - 1; q >= 0; q--) {
+        if (row[q] == 0.0) {
+            next = q;
+        } else if (next >= 0 && (double)(next - q) < row[q]) {
+            row[q] = (double)(next - q);
+        }
+    }
+    for (int64_t q = 0; q < n; q++) {
+        if (row[q] != INFINITY) {
+            const double d = spacing * row[q];
+            row[q] = d * d;
+        }
+    }
+}
+
+/* Lines next to each other in memory (consecutive l % inner) are gathered EDT_BLOCK at a time, so
+ * that each cache line of a strided axis is read and written once. */
+#define EDT_BLOCK 16
+
+int edt_axis(double *f, int64_t n, int64_t inner, int64_t lo, int64_t hi, double spacing, int binary) {
+    const size_t len = (size_t)(n > 0 ? n : 1);
+    int64_t *v = (int64_t *)malloc(len * sizeof(int64_t));
+    double *z = (double *)malloc((len + 1) * sizeof(double));
+    double *g = (double *)malloc(len * sizeof(double));
+    double *rows = (double *)malloc(len * EDT_BLOCK * sizeof(double));
+    if (v == NULL || z == NULL || g == NULL || rows == NULL) {
         free(v);
         free(z);
         free(g);
+        free(rows);
         return -1;
     }
     const double s2 = spacing * spacing;
-    for (int64_t line = 0; line < lines; line++) {
-        double *row = f + line * n;
-        int64_t k = -1;
-        for (int64_t q = 0; q < n; q++) {
-            if (row[q] == INFINITY) continue;
-            const double fq = row[q] + s2 * (double)q * (double)q;
-            double s = 0.0;
-            while (k >= 0) {
-                const int64_t p = v[k];
-                s = (fq - (row[p] + s2 * (double)p * (double)p)) / (2.0 * s2 * (double)(q - p));
-                if (s > z[k]) break;
-                k--;
+    for (int64_t line = lo; line < hi;) {
+        const int64_t b = line % inner;
+        int64_t cnt = inner - b < hi - line ? inner - b : hi - line;
+        if (cnt > EDT_BLOCK) cnt = EDT_BLOCK;
+        double *base = f + (line / inner) * n * inner + b;
+        for (int64_t q = 0; q < n; q++)
+            for (int64_t j = 0; j < cnt; j++) rows[j * n + q] = base[q * inner + j];
+        for (int64_t j = 0; j < cnt; j++) {
+            if (binary) {
+                edt_row_binary(rows + j * n, n, spacing);
+            } else {
+                edt_row(rows + j * n, n, s2, spacing, v, z, g);
             }
-            k++;
-            v[k] = q;
-            z[k] = k == 0 ? -INFINITY : s;
-            z[k + 1] = INFINITY;
         }
-        if (k < 0) continue; /* no site on this line: +inf stays */
-        for (int64_t q = 0, j = 0; q < n; q++) {
-            while (z[j + 1] < (double)q) j++;
-            const double d = spacing * (double)(q - v[j]);
-            g[q] = row[v[j]] + d * d;
-        }
-        memcpy(row, g, (size_t)n * sizeof(double));
+        for (int64_t q = 0; q < n; q++)
+            for (int64_t j = 0; j < cnt; j++) base[q * inner + j] = rows[j * n + q];
+        line += cnt;
     }
     free(v);
     free(z);
     free(g);
+    free(rows);
     return 0;
+}
+
+/* The same for `lines` contiguous lines of length n (the last axis). */
+int edt_lines(double *f, int64_t lines, int64_t n, double spacing) {
+    return edt_axis(f, n, 1, 0, lines, spacing, 0);
 }

@@ -66,23 +66,28 @@ def surface_edges(masks: Tensor) -> Tensor:
 
 
 def _crop(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """Both masks cut to the bounding box of their union (host data), as MONAI crops."""
-    idx = torch.nonzero(a | b)  # host data (the CPU path): no device sync
-    if idx.shape[0] == 0:
-        return a, b
-    box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(idx.amin(0), idx.amax(0), strict=True))
-    return a[box], b[box]
+    """Both masks cut to the bounding box of their union (host data), as MONAI crops. The surfaces
+    of the cut masks are those of the whole masks: nothing of either lies outside the box."""
+    union = a | b
+    box = []
+    for axis in range(union.ndim):
+        others = [d for d in range(union.ndim) if d != axis]
+        hits = torch.nonzero(union.amax(dim=others) if others else union)  # host data: no device sync
+        if hits.shape[0] == 0:
+            return a, b
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return a[tuple(box)], b[tuple(box)]
 
 
-def _directed(src: Tensor, dst: Tensor, to_dst: Tensor) -> Tensor:
+def _directed(src: Tensor, dst: Tensor, to_dst2: Tensor) -> Tensor:
     """MONAI's ``get_surface_distance(src, dst)`` for one pair of surfaces (host data): the distances
-    ``to_dst`` (the transform of ``dst``) at the ``src`` points, with MONAI's empty rules."""
+    at the ``src`` points (``to_dst2``: the squared transform of ``dst``), with MONAI's empty rules."""
     n_src, n_dst = int(src.sum()), int(dst.sum())  # host data (the CPU path): no device sync
     if n_dst == 0:
         return torch.full((n_src,), math.inf, dtype=torch.float64)
     if n_src == 0:
         return torch.full((n_dst,), math.inf, dtype=torch.float64)
-    return to_dst[src]
+    return to_dst2[src].sqrt()  # the root of the points' values only
 
 
 def _quantile(values: Tensor, q: float | None) -> Tensor:
@@ -95,12 +100,16 @@ def _quantile(values: Tensor, q: float | None) -> Tensor:
 
 
 def _scores_points(
-    ep: Tensor, eg: Tensor, spacing: Sequence[float], q: float | None, tolerance: float, directed: bool
+    preds: Tensor, target: Tensor, spacing: Sequence[float], q: float | None, tolerance: float, directed: bool
 ) -> Tensor:
-    out = torch.empty(ep.shape[0], 3, dtype=torch.float64)
-    for k in range(ep.shape[0]):  # one (image, class) pair at a time: its point sets differ in size
-        a, b = _crop(ep[k], eg[k])  # both surfaces lie in their joint bounding box
-        to_b, to_a = distance_transform(b[None], spacing)[0], distance_transform(a[None], spacing)[0]
+    """The scores of each (mask, mask) pair (host data): cut to the pair's box, surfaces, then the
+    squared transforms of both, read at the other surface's points."""
+    out = torch.empty(preds.shape[0], 3, dtype=torch.float64)
+    for k in range(preds.shape[0]):  # one (image, class) pair at a time: its point sets differ in size
+        a, b = _crop(preds[k], target[k])  # both surfaces lie in the masks' joint bounding box
+        a, b = surface_edges(a[None])[0], surface_edges(b[None])[0]
+        to_b = distance_transform(b[None], spacing, squared=True)[0]
+        to_a = distance_transform(a[None], spacing, squared=True)[0]
         d_pg = _directed(a, b, to_b)
         d_gp = _directed(b, a, to_a)
         hd = _quantile(d_pg, q) if directed else torch.maximum(_quantile(d_pg, q), _quantile(d_gp, q))
@@ -112,10 +121,12 @@ def _scores_points(
     return out
 
 
-def distance_transform(targets: Tensor, spacing: Sequence[float]) -> Tensor:
-    """Exact Euclidean distance (float64, with ``spacing``) from every pixel to the nearest True pixel
-    of each bool ``(M, *spatial)`` mask; +inf where a mask is empty. Separable: the squared
-    distance is minimised along one axis after the other (brute force over each line, chunked).
+def distance_transform(targets: Tensor, spacing: Sequence[float], squared: bool = False) -> Tensor:
+    """Exact Euclidean distance (float64, with ``spacing``; its square with ``squared``) from every
+    pixel to the nearest True pixel of each bool ``(M, *spatial)`` mask; +inf where a mask is empty.
+    Separable: the squared distance is minimised along one axis after the other (on the CPU the
+    native O(n) lower envelope, in place along each axis; elsewhere brute force over each line,
+    chunked).
 
     Example:
         >>> t = torch.zeros(1, 1, 5, dtype=torch.bool)
@@ -124,22 +135,23 @@ def distance_transform(targets: Tensor, spacing: Sequence[float]) -> Tensor:
         tensor([[[2., 0., 2., 4., 6.]]], dtype=torch.float64)
     """
     sp = [float(v) for v in spacing]  # host numbers: nothing is read from the device
-    f = torch.where(targets, 0.0, math.inf).to(torch.float64)
+    f = torch.full(targets.shape, math.inf, dtype=torch.float64, device=targets.device)
+    f.masked_fill_(targets, 0.0)
     for axis in range(1, targets.ndim):
+        if _native.squared_edt_axis(f, axis, sp[axis - 1], binary=axis == 1):  # CPU: in place
+            continue
         n = targets.shape[axis]
         moved = f.movedim(axis, -1).contiguous()  # (..., n): lines along this axis
-        if not _native.squared_edt_lines(moved, sp[axis - 1]):  # CPU: the O(n) lower envelope
-            idx = torch.arange(n, dtype=torch.float64, device=targets.device)
-            d2 = ((idx[:, None] - idx[None, :]) * sp[axis - 1]).square()  # (i, j)
-            lines = moved.view(-1, n)
-            out = torch.empty_like(lines)
-            step = max(1, _CHUNK // (n * n))
-            for start in range(0, lines.shape[0], step):  # chunks of lines, bounded memory
-                block = lines[start : start + step]
-                out[start : start + step] = (block[:, None, :] + d2[None]).amin(-1)
-            moved = out.view(moved.shape)
-        f = moved.movedim(-1, axis)
-    return f.sqrt()
+        idx = torch.arange(n, dtype=torch.float64, device=targets.device)
+        d2 = ((idx[:, None] - idx[None, :]) * sp[axis - 1]).square()  # (i, j)
+        lines = moved.view(-1, n)
+        out = torch.empty_like(lines)
+        step = max(1, _CHUNK // (n * n))
+        for start in range(0, lines.shape[0], step):  # chunks of lines, bounded memory
+            block = lines[start : start + step]
+            out[start : start + step] = (block[:, None, :] + d2[None]).amin(-1)
+        f = out.view(moved.shape).movedim(-1, axis)
+    return f if squared else f.sqrt()
 
 
 def _masked_quantile(values: Tensor, mask: Tensor, q: float | None) -> Tensor:
@@ -226,9 +238,9 @@ def surface_scores(
         else torch.as_tensor(spacing, dtype=torch.float64)
     )
     q = None if percentile is None else percentile / 100
-    ep, eg = surface_edges(preds), surface_edges(target)
     if method == "auto":
         method = "points" if preds.device.type == "cpu" else "dense"
     if method == "points":  # on CUDA only when asked for: the masks are copied to the host
-        return _scores_points(ep.cpu(), eg.cpu(), sp.tolist(), q, tolerance, directed).to(preds.device)
+        return _scores_points(preds.cpu(), target.cpu(), sp.tolist(), q, tolerance, directed).to(preds.device)
+    ep, eg = surface_edges(preds), surface_edges(target)
     return _scores_dense(ep, eg, sp.tolist(), q, tolerance, directed)  # sp: a host tensor of the spacing
