@@ -280,12 +280,86 @@ def test_torchmetrics_corner_case_class_absent_everywhere() -> None:
     for average in ("none", "macro"):
         ours = MeanIoU(3, average=average, zero_division=0)(preds, target)
         torch.testing.assert_close(ours.float(), MulticlassJaccardIndex(3, average=average)(preds, target))
-    with pytest.raises(ValueError, match=r"`top_k` must be 1 \(the state counts the top-1"):
-        MeanAccuracy(3, top_k=2)
-    with pytest.raises(ValueError, match="`multidim_average` must be 'global'"):
-        MeanAccuracy(3, multidim_average="samplewise")
+    with pytest.raises(ValueError, match=r"`top_k` must be at most num_classes \(3\)"):
+        MeanAccuracy(3, top_k=4)
+    with pytest.raises(TypeError, match=r"`preds` must be scores \(N, C, ...\) with top_k=2"):
+        MeanAccuracy(3, top_k=2).update(torch.tensor([0, 1]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="`multidim_average` must be one of"):
+        MeanAccuracy(3, multidim_average="per-image")
     with pytest.raises(ValueError, match="`zero_division` must be None with compat='torchmetrics'"):
         MeanIoU(3, zero_division=0, compat="torchmetrics")
+
+
+@pytest.mark.parametrize("kind", ["labels1d", "probs1d", "labelsmd", "probsmd"])
+@pytest.mark.parametrize("multidim_average", ["global", "samplewise"])
+@pytest.mark.parametrize("top_k", [1, 2, 3])
+def test_accuracy_top_k_and_samplewise_equal_torchmetrics(kind, multidim_average, top_k) -> None:
+    # MulticlassAccuracy's top_k and multidim_average: forward per batch and compute over both
+    from torchmetrics.classification import MulticlassAccuracy as TMAccuracy
+
+    if (multidim_average == "samplewise" and kind.endswith("1d")) or (
+        top_k > 1 and kind.startswith("labels")
+    ):
+        pytest.skip("torchmetrics takes neither (samplewise needs extra dims, top_k scores)")
+    preds, labels = _classification_inputs(kind, torch.Generator().manual_seed(10 + top_k))
+    marked = labels.clone()
+    marked.view(-1)[::7] = -1  # ignored with ignore_index=-1
+    for average in ("macro", "micro", "weighted", "none"):
+        for ignore_index, target in ((-1, marked), (0, labels)):
+            kw = {"average": average, "ignore_index": ignore_index, "top_k": top_k}
+            kw["multidim_average"] = multidim_average
+            ours, ref = MeanAccuracy(C, compat="torchmetrics", **kw), TMAccuracy(C, **kw)
+            half = preds.shape[0] // 2
+            got, expected = ours(preds[:half], target[:half]), ref(preds[:half], target[:half])
+            torch.testing.assert_close(got.float(), expected, rtol=1e-6, atol=1e-7)
+            ours.update(preds[half:], target[half:])
+            ref.update(preds[half:], target[half:])
+            torch.testing.assert_close(ours.compute().float(), ref.compute(), rtol=1e-6, atol=1e-7)
+    # the default rules per sample: a class absent from a sample is NaN there and out of its mean
+    own = MeanAccuracy(C, multidim_average="samplewise", top_k=top_k, average="none")
+    if multidim_average == "samplewise":
+        own.update(preds, labels)
+        per_class = own.compute()
+        assert per_class.shape == (preds.shape[0], C)
+        # reference: a plain loop over samples, pixels and classes
+        scores = preds if preds.dtype.is_floating_point else None
+        expected = torch.full((preds.shape[0], C), float("nan"), dtype=torch.float64)
+        for n in range(preds.shape[0]):
+            for c in range(C):
+                pixels = [x for x in range(labels.shape[1]) if labels[n, x] == c]
+                if not pixels:
+                    continue
+                top = [
+                    set(scores[n, :, x].topk(top_k).indices.tolist())
+                    if scores is not None
+                    else {int(preds[n, x])}
+                    for x in pixels
+                ]
+                expected[n, c] = sum(c in t for t in top) / len(pixels)
+        torch.testing.assert_close(per_class, expected, equal_nan=True)
+
+
+def _samplewise_ranks(rank: int, world_size: int, payload: list) -> torch.Tensor:
+    metric = MeanAccuracy(C, multidim_average="samplewise", average="none", compat="torchmetrics")
+    for preds, target in payload[rank]:
+        metric.update(preds, target)
+    return metric.compute()
+
+
+def test_samplewise_accuracy_gathers_over_ranks_one_without_samples() -> None:
+    from _ddp import run_distributed
+
+    gen = torch.Generator().manual_seed(12)
+    batches = [
+        (torch.randint(0, C, (3, 5), generator=gen), torch.randint(0, C, (3, 5), generator=gen))
+        for _ in range(2)
+    ]
+    results = run_distributed(_samplewise_ranks, [batches, []], world_size=2)
+    single = MeanAccuracy(C, multidim_average="samplewise", average="none", compat="torchmetrics")
+    for preds, target in batches:
+        single.update(preds, target)
+    for result in results:
+        torch.testing.assert_close(result, single.compute())
 
 
 def test_mean_iou_without_num_classes_takes_them_from_the_first_one_hot_batch() -> None:

@@ -15,12 +15,15 @@ Aggregation:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, ClassVar, Literal
 
+import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.utilities.data import dim_zero_cat
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from torchseg_metrics._checks import (
     Found,
@@ -33,6 +36,7 @@ from torchseg_metrics._checks import (
 )
 from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.counting import CountMethod
+from torchseg_metrics.functional.semantic.accuracy_counts import accuracy_counts, accuracy_from_counts
 from torchseg_metrics.functional.semantic.input_formats import (
     DICE_SENTENCES,
     INPUT_FORMATS,
@@ -46,6 +50,7 @@ from torchseg_metrics.functional.semantic.input_formats import (
     dice_from_overlaps,
     iou_from_overlaps,
 )
+from torchseg_metrics.functional.semantic.inputs import labels_from_preds
 from torchseg_metrics.functional.semantic.scores import multiclass_scores
 from torchseg_metrics.functional.semantic.stats import (
     DICE_AVERAGES,
@@ -476,31 +481,88 @@ class MeanAccuracy(_SemanticMetric):
         *,
         average: Average | None = "macro",
         top_k: int = 1,
-        multidim_average: Literal["global"] = "global",
+        multidim_average: Literal["global", "samplewise"] = "global",
         compat: Literal["standard", "torchmetrics"] = "standard",
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes, **kwargs)
         check_choice("compat", compat, ["standard", "torchmetrics"])
+        check_choice("multidim_average", multidim_average, ["global", "samplewise"])
+        self.top_k = check_positive_int("top_k", top_k)
+        if self.top_k > self.num_classes:
+            fail("top_k", f"at most num_classes ({self.num_classes})", top_k)
         if compat == "torchmetrics" and self.aggregation != "dataset":
             fail("aggregation", "'dataset' with compat='torchmetrics'", self.aggregation)
-        self.compat = compat
-        # torchmetrics' MulticlassAccuracy options that a confusion matrix of top-1 labels can hold
-        if check_positive_int("top_k", top_k) != 1:
-            fail("top_k", "1 (the state counts the top-1 prediction of each pixel)", top_k)
-        if multidim_average != "global":
-            fail(
-                "multidim_average",
-                "'global' (for per-image values use aggregation='image')",
-                multidim_average,
-            )
-        self.top_k, self.multidim_average = top_k, multidim_average
+        self.compat, self.multidim_average = compat, multidim_average
         self._key = average_key("accuracy", average, self.per_class)
         self.average = "none" if self._key == "accuracy" else average
+        # torchmetrics' MulticlassAccuracy options that a confusion matrix of top-1 labels cannot
+        # hold: (hits, support, predicted) counts per class, for the batch or per sample
+        self._counts = self.top_k > 1 or multidim_average == "samplewise"
+        if self._counts:
+            if (
+                not self.include_background
+                or self.input_format not in (None, "index")
+                or self.aggregation != "dataset"
+            ):
+                fail(
+                    "top_k",
+                    "1 with include_background=False, a one-hot input_format or aggregation='image' "
+                    "(and multidim_average 'global')",
+                    top_k,
+                )
+            if multidim_average == "samplewise":
+                self.add_state("sample_counts", default=[], dist_reduce_fx="cat")
+            else:
+                zeros = torch.zeros(3, self.num_classes, dtype=torch.int64)
+                self.add_state("topk_counts", default=zeros, dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """Add a batch (see :meth:`_SemanticMetric.update`); with ``top_k`` > 1, ``preds`` must be
+        scores ``(N, C, ...)``."""
+        if self.top_k > 1 and (
+            not isinstance(preds, Tensor) or not preds.dtype.is_floating_point or preds.ndim < 2
+        ):
+            found = Found(f"{preds.dtype} {tuple(preds.shape)}") if isinstance(preds, Tensor) else preds
+            fail("preds", f"scores (N, C, ...) with top_k={self.top_k}", found, TypeError)
+        super().update(preds, target)  # checks everything (the state unchanged on failure)
+        if not self._counts:
+            return
+        ranked = preds if self.top_k > 1 else labels_from_preds(preds)[0]
+        per_sample = self.multidim_average == "samplewise"
+        counts = accuracy_counts(ranked, target, self.num_classes, self.ignore_index, self.top_k, per_sample)
+        if per_sample:
+            self.sample_counts.append(counts)
+        else:
+            self.topk_counts = self.topk_counts + counts
+
+    def _sync_dist(
+        self, dist_sync_fn: Callable = gather_all_tensors, process_group: Any | None = None
+    ) -> None:
+        """Give a rank without samples an empty ``(0, 3, C)`` record before gathering."""
+        if (
+            self.multidim_average == "samplewise"
+            and isinstance(self.sample_counts, list)
+            and not self.sample_counts
+        ):
+            self.sample_counts = [torch.zeros(0, 3, self.num_classes, dtype=torch.int64, device=self.device)]
+        super()._sync_dist(dist_sync_fn, process_group)
 
     def compute(self) -> Tensor:
-        """mAcc (float64 scalar), or the ``average`` asked for (per class: float64 ``(C,)``)."""
-        if self.compat == "torchmetrics" and self._key in ("accuracy", "mean_accuracy"):
+        """mAcc (float64 scalar), or the ``average`` asked for (per class: float64 ``(C,)``); per
+        sample with ``multidim_average="samplewise"`` (``(S,)`` or ``(S, C)``)."""
+        tm_rules = self.compat == "torchmetrics"
+        average = "none" if self._key == "accuracy" else str(self.average)
+        if self.multidim_average == "samplewise":
+            counts = self.sample_counts
+            if isinstance(counts, list):
+                counts = (
+                    dim_zero_cat(counts) if counts else torch.zeros(0, 3, self.num_classes, dtype=torch.int64)
+                )
+            return accuracy_from_counts(counts, average, tm_rules, self.top_k)
+        if self.top_k > 1:
+            return accuracy_from_counts(self.topk_counts, average, tm_rules, self.top_k)
+        if tm_rules and self._key in ("accuracy", "mean_accuracy"):
             return _multiclass(self, self._key, 0.0)
         return self._all_scores(self._key)[self._key]
 
