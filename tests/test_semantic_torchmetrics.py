@@ -388,3 +388,36 @@ def test_mean_iou_without_num_classes_takes_them_from_the_first_one_hot_batch() 
         MeanIoU(compat="torchmetrics", input_format="index")
     with pytest.raises(ValueError, match="`num_classes` must be known before compute"):
         MeanIoU(compat="torchmetrics").compute()
+
+
+@pytest.mark.parametrize("compute_groups", [True, False])
+@pytest.mark.filterwarnings("ignore:DiceScore metric currently defaults")
+def test_dice_takes_the_class_axis_of_one_hot_batches_as_torchmetrics(compute_groups) -> None:
+    # torchmetrics reads the class axis of one-hot inputs, never num_classes: a whole (batches,
+    # batch, C, X) stack given as one batch is (N=batches, C=batch, ...) to it; an average per
+    # image holds one value whatever the classes, so ours follows under compat="torchmetrics"
+    from torchmetrics import MetricCollection
+
+    gen = torch.Generator().manual_seed(13)
+    preds, target = (torch.randint(0, 2, (2, 8, C, 16), generator=gen) for _ in range(2))
+    results = []
+    for make in (
+        lambda a: DiceScore(C, average=a, compat="torchmetrics"),
+        lambda a: TMDiceScore(C, average=a),
+    ):
+        collection = MetricCollection(
+            {a: make(a) for a in ("micro", "macro", "weighted")}, compute_groups=compute_groups
+        )
+        for _ in range(3):
+            collection.update(preds, target)
+        results.append(collection.compute())
+    assert results[0].keys() == results[1].keys()
+    for key, value in results[1].items():
+        _close(results[0][key], value)
+    for include_background in (True, False):  # MeanIoU's flat mean: one value per image as well
+        kw = {"include_background": include_background}
+        ours, ref = MeanIoU(C, **kw, input_format="one-hot", compat="torchmetrics"), TMMeanIoU(C, **kw)
+        _close(ours(preds, target), ref(preds, target))
+        _close(ours.compute(), ref.compute())
+    with pytest.raises(ValueError, match=r"`preds` must be one-hot masks of shape \(N, 4, \*spatial\)"):
+        DiceScore(C, average="none", compat="torchmetrics").update(preds, target)  # per-class state

@@ -320,7 +320,11 @@ class MeanIoU(_SemanticMetric):
             tm = "Argument `num_classes` must be provided when `input_format` is 'index'"
             fail("input_format", "'one-hot' or 'mixed' with num_classes=None", self.input_format, tm=tm)
         if self.compat == "torchmetrics":  # with num_classes=None, placeholders until the first batch
-            add_overlap_states(self, num_out(self))
+            add_overlap_states(self, self._width())
+
+    def _width(self) -> int:
+        """Values per image in the state: per class, or one (the flat mean needs only the sums)."""
+        return num_out(self) if self.per_class else 1
 
     def _infer_classes(self, preds: Tensor, target: Tensor) -> None:
         """num_classes=None: the class axis of the first batch's one-hot input; the states follow."""
@@ -330,7 +334,7 @@ class MeanIoU(_SemanticMetric):
             tm = "Expected argument `num_classes` to be a positive integer" if one_hot.ndim >= 3 else None
             fail("preds", "one-hot masks (N, C, *spatial) to take num_classes from", Found(f"{found}"), tm=tm)
         self.num_classes = int(one_hot.shape[1])
-        add_overlap_states(self, num_out(self))
+        add_overlap_states(self, self._width())
         for name in ("overlap_score", "overlap_count", "overlap_invalid"):
             setattr(self, name, getattr(self, name).to(one_hot.device))
         self._lazy = False

@@ -51,6 +51,22 @@ def add_overlap_states(metric: Metric, width: int | None) -> None:
     metric.add_state("overlap_invalid", torch.zeros(2, dtype=torch.int64), dist_reduce_fx="sum")
 
 
+def _classes_of_batch(metric: Any, preds: Tensor, target: Tensor, per_image: Any) -> int:
+    """The class count of a one-hot batch: ``num_classes``, or, as torchmetrics (which reads the
+    class axis of one-hot inputs and never ``num_classes``), the batch's own class axis where the
+    state holds one value per image, whatever the classes (an average, per image)."""
+    one_hot = None
+    if isinstance(preds, Tensor) and isinstance(target, Tensor):
+        if metric.input_format == "one-hot" and preds.ndim >= 3:
+            one_hot = preds
+        elif metric.input_format == "mixed" and abs(preds.ndim - target.ndim) == 1:
+            one_hot = preds if preds.ndim > target.ndim else target
+    per_image_scalar = per_image is not None and metric.overlap_score.numel() == 1
+    if one_hot is None or not per_image_scalar or one_hot.shape[1] < 1:
+        return metric.num_classes
+    return int(one_hot.shape[1])
+
+
 def update_overlaps(metric: Any, preds: Tensor, target: Tensor, per_image: Any) -> None:
     """Count one batch; ``per_image`` maps ``(N, C', 3)`` counts to ``(N, K)`` values (None: sum counts).
 
@@ -59,7 +75,7 @@ def update_overlaps(metric: Any, preds: Tensor, target: Tensor, per_image: Any) 
     counts, invalid = overlaps_update(
         preds,
         target,
-        metric.num_classes,
+        _classes_of_batch(metric, preds, target, per_image),
         metric.input_format,
         ignore_index=metric.ignore_index,
         include_background=metric.include_background,
@@ -73,8 +89,9 @@ def update_overlaps(metric: Any, preds: Tensor, target: Tensor, per_image: Any) 
         return
     values = per_image(counts).reshape(counts.shape[0], -1)
     defined = ~values.isnan()
-    metric.overlap_score = metric.overlap_score + torch.where(defined, values, 0).double().sum(0)
-    metric.overlap_count = metric.overlap_count + defined.sum(0)
+    dims = (0, 1) if metric.overlap_score.numel() == 1 else 0  # one value: every class summed
+    metric.overlap_score = metric.overlap_score + torch.where(defined, values, 0).double().sum(dims)
+    metric.overlap_count = metric.overlap_count + defined.sum(dims)
 
 
 def _checked(metric: Any) -> None:
