@@ -302,3 +302,33 @@ def test_parallel_map_in_a_forked_child(four_threads: None) -> None:
 def _square_in_parallel(n: int) -> list[int]:
     torch.set_num_threads(4)
     return _native.parallel_map(lambda k: k * k, range(n))
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 5])
+@pytest.mark.parametrize(("d", "g", "h", "w"), [(0, 3, 9, 11), (4, 0, 9, 11), (7, 5, 23, 31), (3, 4, 2, 40)])
+def test_band_counts_equal_the_full_bands(
+    dilation: int, d: int, g: int, h: int, w: int, four_threads: None
+) -> None:
+    # the bands kept inside each mask's box: the counts of the full-image bands (torch twin)
+    from torchseg_metrics.functional.boundary import mask_boundaries
+
+    rng = np.random.default_rng(d * 1000 + g * 100 + h + dilation)
+    det = torch.from_numpy(rng.random((d, h, w)) < 0.6)
+    gt = torch.from_numpy(rng.random((g, h, w)) < 0.5)
+    if d > 2:
+        det[0] = False  # empty
+        det[1] = False
+        det[1, 0, -1] = True  # one pixel in a corner
+        det[2] = True  # the whole image, touching every border
+    if g:
+        gt[0] = False
+        gt[0, h // 3 :, : w // 2] = True  # a box on the left and bottom borders
+    got = _native.band_counts(det, gt, dilation)
+    assert got is not None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_native, "mask_boundaries", lambda *args: None)  # torch's bands
+        bands_det, bands_gt = mask_boundaries(det, dilation), mask_boundaries(gt, dilation)
+    inter = (bands_det[:, None].long() * bands_gt[None].long()).sum((-2, -1))
+    want = (inter, bands_det.sum((-2, -1)), bands_gt.sum((-2, -1)))
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)

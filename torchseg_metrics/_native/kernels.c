@@ -345,10 +345,65 @@ DEFINE_ARGMAX(f64, double, int64_t)
  * surviving pixels' column run reaches d up and down (column pass). out must be zeroed.
  * Returns 0, or -1 when the scratch buffers cannot be allocated.
  */
-int mask_boundaries(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64_t d, uint8_t *out) {
-    const int64_t p = h * w, need = d + 1;
-    uint8_t *rows = (uint8_t *)malloc((size_t)(p > 0 ? p : 1));
-    int64_t *run = (int64_t *)malloc((size_t)((w > h ? w : h) + 1) * sizeof(int64_t));
+/* The band of one mask inside its box [y0, y1) x [x0, x1), written to dst (row stride `stride`,
+ * dst pointing at the box's top-left pixel); rows (box area) and run (max(h, w) + 1) are scratch.
+ * Runs of ones are counted in uint16 lanes saturated at `need` (only run >= need is asked), so
+ * the loops vectorise wide; need is capped at the box size + 1, which no run inside it reaches
+ * (images up to 65534 pixels a side: the caller checks). */
+static void band_box(const uint8_t *m, int64_t w, const int64_t *box, int64_t d, uint8_t *rows, uint16_t *run,
+                     uint8_t *dst, int64_t stride) {
+    const int64_t y0 = box[0], bh = box[1] - box[0], x0 = box[2], bw = box[3] - box[2];
+    const int64_t longest = (bh > bw ? bh : bw) + 1;
+    const uint16_t need = (uint16_t)(d + 1 < longest ? d + 1 : longest);
+    /* row pass: rows[y * bw + x] = 1 iff the run of ones through (y, x) reaches d both ways */
+    for (int64_t y = 0; y < bh; y++) {
+        const uint8_t *r = m + (y0 + y) * w + x0;
+        uint8_t *q = rows + y * bw;
+        uint16_t left = 0, right = 0;
+        for (int64_t x = 0; x < bw; x++) {
+            left = r[x] ? (uint16_t)(left < need ? left + 1 : need) : 0;
+            run[x] = left;
+        }
+        for (int64_t x = bw - 1; x >= 0; x--) {
+            right = r[x] ? (uint16_t)(right < need ? right + 1 : need) : 0;
+            q[x] = (uint8_t)(run[x] >= need && right >= need);
+        }
+    }
+    /* column pass: up runs (bit 1), then down runs; boundary = mask and not eroded */
+    for (int64_t x = 0; x < bw; x++) run[x] = 0;
+    for (int64_t y = 0; y < bh; y++) {
+        uint8_t *q = rows + y * bw;
+        for (int64_t x = 0; x < bw; x++) {
+            const uint16_t up = (q[x] & 1) ? (uint16_t)(run[x] < need ? run[x] + 1 : need) : 0;
+            run[x] = up;
+            q[x] |= (uint8_t)((up >= need) << 1);
+        }
+    }
+    for (int64_t x = 0; x < bw; x++) run[x] = 0;
+    for (int64_t y = bh - 1; y >= 0; y--) {
+        const uint8_t *q = rows + y * bw, *r = m + (y0 + y) * w + x0;
+        uint8_t *t = dst + y * stride;
+        for (int64_t x = 0; x < bw; x++) {
+            const uint16_t down = (q[x] & 1) ? (uint16_t)(run[x] < need ? run[x] + 1 : need) : 0;
+            run[x] = down;
+            t[x] = (uint8_t)(r[x] & ~((q[x] >> 1) & (down >= need)) & 1);
+        }
+    }
+}
+
+/* The bands of n (h, w) masks. boxes NULL: each mask's box is scanned and its band written into
+ * the full image out + i * h * w (zeroed by the caller); else mask i's band goes, cut to boxes[i],
+ * to out + offsets[i] as a block of the box's width. */
+static int bands(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64_t d, const int64_t *boxes,
+                 const int64_t *offsets, uint8_t *out) {
+    const int64_t p = h * w;
+    int64_t most = boxes == NULL ? p : 1;
+    for (int64_t i = 0; boxes != NULL && i < n; i++) {
+        const int64_t area = (boxes[4 * i + 1] - boxes[4 * i]) * (boxes[4 * i + 3] - boxes[4 * i + 2]);
+        if (area > most) most = area;
+    }
+    uint8_t *rows = (uint8_t *)malloc((size_t)(most > 0 ? most : 1));
+    uint16_t *run = (uint16_t *)malloc((size_t)((w > h ? w : h) + 1) * sizeof(uint16_t));
     if (rows == NULL || run == NULL) {
         free(rows);
         free(run);
@@ -356,47 +411,62 @@ int mask_boundaries(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64
     }
     for (int64_t i = 0; i < n; i++) {
         const uint8_t *m = masks + i * p;
-        uint8_t *o = out + i * p;
-        int64_t box[4];
-        if (scan_box(m, h, w, box) == 0) continue;
-        const int64_t y0 = box[0], bh = box[1] - box[0], x0 = box[2], bw = box[3] - box[2];
-        /* row pass: rows[y * bw + x] = 1 iff the run of ones through (y, x) reaches d both ways */
-        for (int64_t y = 0; y < bh; y++) {
-            const uint8_t *r = m + (y0 + y) * w + x0;
-            uint8_t *q = rows + y * bw;
-            int64_t left = 0, right = 0;
-            for (int64_t x = 0; x < bw; x++) {
-                left = r[x] ? left + 1 : 0;
-                run[x] = left;
-            }
-            for (int64_t x = bw - 1; x >= 0; x--) {
-                right = r[x] ? right + 1 : 0;
-                q[x] = (uint8_t)(run[x] >= need && right >= need);
-            }
-        }
-        /* column pass: up runs (bit 1), then down runs; boundary = mask and not eroded */
-        for (int64_t x = 0; x < bw; x++) run[x] = 0;
-        for (int64_t y = 0; y < bh; y++) {
-            uint8_t *q = rows + y * bw;
-            for (int64_t x = 0; x < bw; x++) {
-                run[x] = (q[x] & 1) ? run[x] + 1 : 0;
-                q[x] |= (uint8_t)((run[x] >= need) << 1);
-            }
-        }
-        for (int64_t x = 0; x < bw; x++) run[x] = 0;
-        for (int64_t y = bh - 1; y >= 0; y--) {
-            const uint8_t *q = rows + y * bw, *r = m + (y0 + y) * w + x0;
-            uint8_t *t = o + (y0 + y) * w + x0;
-            for (int64_t x = 0; x < bw; x++) {
-                run[x] = (q[x] & 1) ? run[x] + 1 : 0;
-                const int eroded = (q[x] & 2) && run[x] >= need;
-                t[x] = (uint8_t)(r[x] && !eroded);
-            }
-        }
+        int64_t scanned[4];
+        const int64_t *box = boxes == NULL ? scanned : boxes + 4 * i;
+        if (boxes == NULL) scan_box(m, h, w, scanned);
+        if (box[1] <= box[0]) continue;
+        uint8_t *dst = boxes == NULL ? out + i * p + box[0] * w + box[2] : out + offsets[i];
+        band_box(m, w, box, d, rows, run, dst, boxes == NULL ? w : box[3] - box[2]);
     }
     free(rows);
     free(run);
     return 0;
+}
+
+int mask_boundaries(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64_t d, uint8_t *out) {
+    return bands(masks, n, h, w, d, NULL, NULL, out);
+}
+
+/* ------------------------------------------------------------------ compact boundary bands
+ * The same bands kept inside each mask's bounding box only: mask_boxes gives every mask's box
+ * (4 int64 each: y0, y1, x0, x1; an empty mask has an empty box), band_crops writes mask i's band
+ * at out + offsets[i] as a (y1 - y0, x1 - x0) block, and crop_counts counts band pixels and the
+ * intersections of two sets of such blocks over their overlapping boxes. Nothing outside a box is
+ * written or read: the full-image band of a detection is never materialised.
+ */
+void mask_boxes(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64_t *boxes) {
+    for (int64_t i = 0; i < n; i++) scan_box(masks + i * h * w, h, w, boxes + 4 * i);
+}
+
+int band_crops(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64_t d, const int64_t *boxes,
+               const int64_t *offsets, uint8_t *out) {
+    return bands(masks, n, h, w, d, boxes, offsets, out);
+}
+
+void crop_counts(const uint8_t *det, const int64_t *det_boxes, const int64_t *det_offsets, int64_t lo, int64_t hi,
+                 const uint8_t *gt, const int64_t *gt_boxes, const int64_t *gt_offsets, int64_t g, int64_t *inter,
+                 int64_t *det_area) {
+    for (int64_t i = lo; i < hi; i++) {
+        const int64_t *a = det_boxes + 4 * i;
+        const int64_t aw = a[3] - a[2];
+        const uint8_t *da = det + det_offsets[i];
+        int64_t area = 0;
+        for (int64_t y = 0; y < a[1] - a[0]; y++) area += and_count(da + y * aw, NULL, aw);
+        det_area[i] = area;
+        for (int64_t j = 0; j < g; j++) {
+            const int64_t *b = gt_boxes + 4 * j;
+            const int64_t y0 = a[0] > b[0] ? a[0] : b[0], y1 = a[1] < b[1] ? a[1] : b[1];
+            const int64_t x0 = a[2] > b[2] ? a[2] : b[2], x1 = a[3] < b[3] ? a[3] : b[3];
+            int64_t total = 0;
+            if (area && y0 < y1 && x0 < x1) {
+                const int64_t bw = b[3] - b[2];
+                const uint8_t *db = gt + gt_offsets[j];
+                for (int64_t y = y0; y < y1; y++)
+                    total += and_count(da + (y - a[0]) * aw + (x0 - a[2]), db + (y - b[0]) * bw + (x0 - b[2]), x1 - x0);
+            }
+            inter[i * g + j] = total;
+        }
+    }
 }
 
 /* ------------------------------------------------------------------ exact distance transform

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
+from torchseg_metrics import _native
 from torchseg_metrics._checks import Found, check_same_device, fail, is_integer_dtype
 from torchseg_metrics.functional.boundary import boundary_dilation, mask_boundaries
 from torchseg_metrics.functional.instance.box_iou import _to_xywh64, box_iou
@@ -222,6 +223,10 @@ def _boundary_iou(
     counts = []
     for det_masks, gt_masks in zip(dets, gts, strict=True):  # one image's bands alive at a time
         dilation = boundary_dilation(tuple(det_masks.shape[1:]), ratio, rounding)  # type: ignore[arg-type]
+        native = _native.band_counts(det_masks, gt_masks, dilation) if dilation >= 1 else None
+        if native is not None:  # CPU: the bands inside each mask's box only, never full images
+            counts.append(native)
+            continue
         bands = (mask_boundaries(det_masks, dilation), mask_boundaries(gt_masks, dilation))
         counts += _intersections_per_image([bands[0]], [bands[1]], method)
     return _iou_of_counts(counts, gt_crowd, d, g, device)[0]
