@@ -306,10 +306,11 @@ def _square_in_parallel(n: int) -> list[int]:
 
 @pytest.mark.parametrize("dilation", [1, 2, 5])
 @pytest.mark.parametrize(("d", "g", "h", "w"), [(0, 3, 9, 11), (4, 0, 9, 11), (7, 5, 23, 31), (3, 4, 2, 40)])
-def test_band_counts_equal_the_full_bands(
+def test_boundary_counts_equal_the_full_masks_and_bands(
     dilation: int, d: int, g: int, h: int, w: int, four_threads: None
 ) -> None:
-    # the bands kept inside each mask's box: the counts of the full-image bands (torch twin)
+    # masks counted over their boxes and bands kept inside them: the counts of the full-image
+    # masks (numpy) and bands (torch twin)
     from torchseg_metrics.functional.boundary import mask_boundaries
 
     rng = np.random.default_rng(d * 1000 + g * 100 + h + dilation)
@@ -323,12 +324,14 @@ def test_band_counts_equal_the_full_bands(
     if g:
         gt[0] = False
         gt[0, h // 3 :, : w // 2] = True  # a box on the left and bottom borders
-    got = _native.band_counts(det, gt, dilation)
+    got = _native.boundary_counts(det, gt, dilation)
     assert got is not None
+    for a, b in zip(got[0], _np_mask_counts(det.numpy(), gt.numpy()), strict=True):
+        np.testing.assert_array_equal(a.numpy(), b)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_native, "mask_boundaries", lambda *args: None)  # torch's bands
         bands_det, bands_gt = mask_boundaries(det, dilation), mask_boundaries(gt, dilation)
     inter = (bands_det[:, None].long() * bands_gt[None].long()).sum((-2, -1))
     want = (inter, bands_det.sum((-2, -1)), bands_gt.sum((-2, -1)))
-    for a, b in zip(got, want, strict=True):
+    for a, b in zip(got[1], want, strict=True):
         assert torch.equal(a, b)

@@ -36,7 +36,7 @@ from . import cache
 
 __all__ = [
     "available",
-    "band_counts",
+    "boundary_counts",
     "channel_argmax",
     "confusion_counts",
     "mask_boundaries",
@@ -81,8 +81,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.mask_boundaries.restype = ctypes.c_int
     lib.edt_lines.argtypes = [_P, _I64, _I64, ctypes.c_double]
     lib.edt_lines.restype = ctypes.c_int
-    lib.mask_boxes.argtypes = [_P, _I64, _I64, _I64, _P]
+    lib.mask_boxes.argtypes = [_P, _I64, _I64, _I64, _P, _P]
     lib.mask_boxes.restype = None
+    lib.box_counts.argtypes = [_P, _P, _I64, _I64, _P, _P, _I64, _I64, _I64, _P]
+    lib.box_counts.restype = None
     lib.band_crops.argtypes = [_P, _I64, _I64, _I64, _I64, _P, _P, _P]
     lib.band_crops.restype = ctypes.c_int
     lib.crop_counts.argtypes = [_P, _P, _P, _I64, _I64, _P, _P, _P, _I64, _P, _P]
@@ -343,18 +345,12 @@ def mask_counts(det: Tensor, gt: Tensor) -> tuple[Tensor, Tensor, Tensor] | None
     return inter, det_area, gt_area
 
 
-#: The longest image side the band kernels take (their run counters are uint16).
-_MAX_BAND_SIDE = 65534
-
-
 def mask_boundaries(masks: Tensor, dilation: int) -> Tensor | None:
     """bool ``(N, H, W)`` boundary bands of contiguous CPU bool masks (see
     :func:`torchseg_metrics.functional.boundary.mask_boundaries`), or None (use torch). Each mask's
     bounding box only is visited; masks are split over threads."""
     lib = _library()
     if lib is None or masks.dtype != torch.bool or masks.ndim != 3 or masks.device.type != "cpu":
-        return None
-    if max(masks.shape[1:]) > _MAX_BAND_SIDE:  # the kernel counts runs in uint16
         return None
     _require(dilation >= 1, f"dilation must be >= 1, got {dilation}")
     masks = masks.contiguous()
@@ -395,21 +391,27 @@ def squared_edt_lines(f: Tensor, spacing: float) -> bool:
     return True
 
 
-def _band_crops(lib: ctypes.CDLL, masks: Tensor, dilation: int) -> tuple[Tensor, Tensor, Tensor]:
+def _band_crops(lib: ctypes.CDLL, masks: Tensor, dilation: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Every mask's boundary band cut to its bounding box: (uint8 blocks back to back, int64
-    boxes (N, 4) y0 y1 x0 x1, int64 offsets (N,)). Host data throughout."""
+    boxes (N, 4) y0 y1 x0 x1, int64 offsets (N,), int64 mask areas (N,)), one scan of each mask for
+    its box and area. Host data throughout."""
     n, h, w = masks.shape
     boxes = torch.zeros(n, 4, dtype=torch.int64)
+    areas = torch.zeros(n, dtype=torch.int64)
     if n == 0 or h * w == 0:
-        return torch.empty(0, dtype=torch.uint8), boxes, torch.zeros(n, dtype=torch.int64)
+        return torch.empty(0, dtype=torch.uint8), boxes, torch.zeros(n, dtype=torch.int64), areas
     spans = _ranges(n, h * w)
-    parallel_map(
-        lambda r: lib.mask_boxes(masks[r[0]].data_ptr(), r[1] - r[0], h, w, boxes[r[0]].data_ptr()), spans
-    )
-    areas = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
+
+    def scan(r: tuple[int, int]) -> None:
+        lib.mask_boxes(
+            masks[r[0]].data_ptr(), r[1] - r[0], h, w, boxes[r[0]].data_ptr(), areas[r[0]].data_ptr()
+        )
+
+    parallel_map(scan, spans)
+    sizes = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
     offsets = torch.zeros(n, dtype=torch.int64)
-    offsets[1:] = areas.cumsum(0)[:-1]
-    crops = torch.empty(int(areas.sum()), dtype=torch.uint8)  # host data: no device sync
+    offsets[1:] = sizes.cumsum(0)[:-1]
+    crops = torch.empty(int(sizes.sum()), dtype=torch.uint8)  # host data: no device sync
 
     def band(r: tuple[int, int]) -> int:
         a, b = r
@@ -426,34 +428,39 @@ def _band_crops(lib: ctypes.CDLL, masks: Tensor, dilation: int) -> tuple[Tensor,
 
     if any(code != 0 for code in parallel_map(band, spans)):
         raise MemoryError("torchseg_metrics: the native band kernel could not allocate its rows")
-    return crops, boxes, offsets
+    return crops, boxes, offsets, areas
 
 
-def band_counts(det: Tensor, gt: Tensor, dilation: int) -> tuple[Tensor, Tensor, Tensor] | None:
-    """``(inter (D, G), det_area (D,), gt_area (G,))`` int64 pixel counts of the boundary bands of one
-    image's bool ``(D, H, W)`` and ``(G, H, W)`` masks (see :func:`mask_boundaries`), or None (use
-    torch). Each band is kept inside its mask's bounding box only, and intersections are counted
-    over overlapping boxes: the full-image bands are never written."""
+Counts = tuple[Tensor, Tensor, Tensor]
+
+
+def boundary_counts(det: Tensor, gt: Tensor, dilation: int) -> tuple[Counts, Counts] | None:
+    """The ``(inter (D, G), det_area (D,), gt_area (G,))`` int64 pixel counts of one image's bool
+    ``(D, H, W)`` and ``(G, H, W)`` masks and of their boundary bands (see :func:`mask_boundaries`),
+    or None (use torch). Each mask is scanned once for its box and area; each band is kept inside
+    its mask's box only, never as a full image; intersections are counted over overlapping boxes."""
     lib = _library()
     ok = det.dtype == gt.dtype == torch.bool and det.ndim == gt.ndim == 3 and det.shape[1:] == gt.shape[1:]
     if lib is None or not ok or not all(x.device.type == "cpu" for x in (det, gt)):
         return None
-    if max(det.shape[1:]) > _MAX_BAND_SIDE:  # the kernel counts runs in uint16
-        return None
     _require(dilation >= 1, f"dilation must be >= 1, got {dilation}")
     det, gt = det.contiguous(), gt.contiguous()
-    (dc, db, do), (gc, gb, go) = _band_crops(lib, det, dilation), _band_crops(lib, gt, dilation)
-    d, g = det.shape[0], gt.shape[0]
-    inter = torch.empty(d, g, dtype=torch.int64)
-    det_area, gt_area = torch.empty(d, dtype=torch.int64), torch.empty(g, dtype=torch.int64)
-    ptrs = (dc.data_ptr(), db.data_ptr(), do.data_ptr())
+    (dc, db, do, da), (gc, gb, go, ga) = _band_crops(lib, det, dilation), _band_crops(lib, gt, dilation)
+    (d, h, w), g = det.shape, gt.shape[0]
+    inter, band_inter = torch.empty(d, g, dtype=torch.int64), torch.empty(d, g, dtype=torch.int64)
+    det_band, gt_band = torch.empty(d, dtype=torch.int64), torch.empty(g, dtype=torch.int64)
+    crops = (dc.data_ptr(), db.data_ptr(), do.data_ptr())
     gts = (gc.data_ptr(), gb.data_ptr(), go.data_ptr())
-    parallel_map(
-        lambda r: lib.crop_counts(*ptrs, r[0], r[1], *gts, g, inter.data_ptr(), det_area.data_ptr()),
-        _ranges(d, g * 64),
-    )
-    lib.crop_counts(*gts, 0, g, *gts, 0, inter.data_ptr(), gt_area.data_ptr())  # areas only: no pairs
-    return inter, det_area, gt_area
+
+    def pairs(r: tuple[int, int]) -> None:
+        lib.box_counts(
+            det.data_ptr(), db.data_ptr(), r[0], r[1], gt.data_ptr(), gb.data_ptr(), g, h, w, inter.data_ptr()
+        )
+        lib.crop_counts(*crops, r[0], r[1], *gts, g, band_inter.data_ptr(), det_band.data_ptr())
+
+    parallel_map(pairs, _ranges(d, g * 64))
+    lib.crop_counts(*gts, 0, g, *gts, 0, band_inter.data_ptr(), gt_band.data_ptr())  # areas only: no pairs
+    return (inter, da, ga), (band_inter, det_band, gt_band)
 
 
 def squared_edt_axis(f: Tensor, axis: int, spacing: float, binary: bool = False) -> bool:

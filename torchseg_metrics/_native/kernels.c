@@ -341,53 +341,57 @@ DEFINE_ARGMAX(f64, double, int64_t)
  * For n contiguous (h, w) 0/1 masks: out = mask & !erode(mask), the erosion by a (2d+1) square
  * with everything outside the image 0 (boundary-iou-api's one-pixel zero pad + cv2.erode). Only the
  * mask's bounding box is visited: outside it the mask is 0, which the erosion treats as the pad.
- * A pixel survives iff its row run of ones reaches d to the left and right (row pass) and the
- * surviving pixels' column run reaches d up and down (column pass). out must be zeroed.
+ * The erosion is separable: a window AND along rows, then along columns (see band_box).
+ * out must be zeroed.
  * Returns 0, or -1 when the scratch buffers cannot be allocated.
  */
+/* x[i] <- x[i] & x[i + k] for i < n - k (k >= 1: each x[i + k] is read before it changes), the
+ * rest 0; entries are `step` bytes apart (rows of a box) or contiguous (step 1). Vectorises. */
+static void and_shifted(uint8_t *x, int64_t n, int64_t step, int64_t k) {
+    const int64_t keep = n > k ? n - k : 0;
+    if (step == 1) {
+        for (int64_t i = 0; i < keep; i++) x[i] &= x[i + k];
+    } else {
+        for (int64_t i = 0; i < keep; i++) {
+            uint8_t *b = x + i * step;
+            const uint8_t *a = b + k * step;
+            for (int64_t j = 0; j < step; j++) b[j] &= a[j];
+        }
+    }
+    memset(x + keep * step, 0, (size_t)((n - keep) * step));
+}
+
+/* x[i] <- x[i] & x[i + 1] & ... & x[i + len - 1] over n entries `step` bytes apart (0 beyond the
+ * end), by doubling: log2(len) passes of independent ANDs. */
+static void window_and(uint8_t *x, int64_t n, int64_t step, int64_t len) {
+    int64_t covered = 1;
+    for (; covered * 2 <= len; covered *= 2) and_shifted(x, n, step, covered);
+    if (len > covered) and_shifted(x, n, step, len - covered); /* two windows overlap: no gap */
+}
+
 /* The band of one mask inside its box [y0, y1) x [x0, x1), written to dst (row stride `stride`,
- * dst pointing at the box's top-left pixel); rows (box area) and run (max(h, w) + 1) are scratch.
- * Runs of ones are counted in uint16 lanes saturated at `need` (only run >= need is asked), so
- * the loops vectorise wide; need is capped at the box size + 1, which no run inside it reaches
- * (images up to 65534 pixels a side: the caller checks). */
-static void band_box(const uint8_t *m, int64_t w, const int64_t *box, int64_t d, uint8_t *rows, uint16_t *run,
-                     uint8_t *dst, int64_t stride) {
-    const int64_t y0 = box[0], bh = box[1] - box[0], x0 = box[2], bw = box[3] - box[2];
-    const int64_t longest = (bh > bw ? bh : bw) + 1;
-    const uint16_t need = (uint16_t)(d + 1 < longest ? d + 1 : longest);
-    /* row pass: rows[y * bw + x] = 1 iff the run of ones through (y, x) reaches d both ways */
-    for (int64_t y = 0; y < bh; y++) {
-        const uint8_t *r = m + (y0 + y) * w + x0;
-        uint8_t *q = rows + y * bw;
-        uint16_t left = 0, right = 0;
-        for (int64_t x = 0; x < bw; x++) {
-            left = r[x] ? (uint16_t)(left < need ? left + 1 : need) : 0;
-            run[x] = left;
-        }
-        for (int64_t x = bw - 1; x >= 0; x--) {
-            right = r[x] ? (uint16_t)(right < need ? right + 1 : need) : 0;
-            q[x] = (uint8_t)(run[x] >= need && right >= need);
-        }
-    }
-    /* column pass: up runs (bit 1), then down runs; boundary = mask and not eroded */
-    for (int64_t x = 0; x < bw; x++) run[x] = 0;
+ * dst pointing at the box's top-left pixel); rows (box area) is scratch. The erosion by the
+ * (2d + 1) square, everything outside the box 0, is separable: along each row, then along each
+ * column (whole rows at once), a window AND shifted by d to centre it. */
+static void band_box(const uint8_t *m, int64_t w, const int64_t *box, int64_t d, uint8_t *rows, uint8_t *dst,
+                     int64_t stride) {
+    const int64_t y0 = box[0], bh = box[1] - box[0], x0 = box[2], bw = box[3] - box[2], len = 2 * d + 1;
     for (int64_t y = 0; y < bh; y++) {
         uint8_t *q = rows + y * bw;
-        for (int64_t x = 0; x < bw; x++) {
-            const uint16_t up = (q[x] & 1) ? (uint16_t)(run[x] < need ? run[x] + 1 : need) : 0;
-            run[x] = up;
-            q[x] |= (uint8_t)((up >= need) << 1);
-        }
+        memcpy(q, m + (y0 + y) * w + x0, (size_t)bw);
+        window_and(q, bw, 1, len);
+        const int64_t kept = bw > d ? bw - d : 0; /* centre the window: shift right by d */
+        memmove(q + (bw - kept), q, (size_t)kept);
+        memset(q, 0, (size_t)(bw - kept));
     }
-    for (int64_t x = 0; x < bw; x++) run[x] = 0;
-    for (int64_t y = bh - 1; y >= 0; y--) {
-        const uint8_t *q = rows + y * bw, *r = m + (y0 + y) * w + x0;
+    window_and(rows, bh, bw, len);
+    const int64_t kept = bh > d ? bh - d : 0; /* centre: shift down by d rows */
+    memmove(rows + (bh - kept) * bw, rows, (size_t)(kept * bw));
+    memset(rows, 0, (size_t)((bh - kept) * bw));
+    for (int64_t y = 0; y < bh; y++) {
+        const uint8_t *r = m + (y0 + y) * w + x0, *q = rows + y * bw;
         uint8_t *t = dst + y * stride;
-        for (int64_t x = 0; x < bw; x++) {
-            const uint16_t down = (q[x] & 1) ? (uint16_t)(run[x] < need ? run[x] + 1 : need) : 0;
-            run[x] = down;
-            t[x] = (uint8_t)(r[x] & ~((q[x] >> 1) & (down >= need)) & 1);
-        }
+        for (int64_t x = 0; x < bw; x++) t[x] = (uint8_t)(r[x] & (q[x] ^ 1));
     }
 }
 
@@ -403,12 +407,7 @@ static int bands(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64_t 
         if (area > most) most = area;
     }
     uint8_t *rows = (uint8_t *)malloc((size_t)(most > 0 ? most : 1));
-    uint16_t *run = (uint16_t *)malloc((size_t)((w > h ? w : h) + 1) * sizeof(uint16_t));
-    if (rows == NULL || run == NULL) {
-        free(rows);
-        free(run);
-        return -1;
-    }
+    if (rows == NULL) return -1;
     for (int64_t i = 0; i < n; i++) {
         const uint8_t *m = masks + i * p;
         int64_t scanned[4];
@@ -416,10 +415,9 @@ static int bands(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64_t 
         if (boxes == NULL) scan_box(m, h, w, scanned);
         if (box[1] <= box[0]) continue;
         uint8_t *dst = boxes == NULL ? out + i * p + box[0] * w + box[2] : out + offsets[i];
-        band_box(m, w, box, d, rows, run, dst, boxes == NULL ? w : box[3] - box[2]);
+        band_box(m, w, box, d, rows, dst, boxes == NULL ? w : box[3] - box[2]);
     }
     free(rows);
-    free(run);
     return 0;
 }
 
@@ -434,8 +432,27 @@ int mask_boundaries(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64
  * intersections of two sets of such blocks over their overlapping boxes. Nothing outside a box is
  * written or read: the full-image band of a detection is never materialised.
  */
-void mask_boxes(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64_t *boxes) {
-    for (int64_t i = 0; i < n; i++) scan_box(masks + i * h * w, h, w, boxes + 4 * i);
+void mask_boxes(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64_t *boxes, int64_t *areas) {
+    for (int64_t i = 0; i < n; i++) areas[i] = scan_box(masks + i * h * w, h, w, boxes + 4 * i);
+}
+
+/* inter[i * g + j] for detections [lo, hi): the pixels shared by full (h, w) masks i and j, counted
+ * over the overlap of their boxes only (the boxes of mask_boxes). */
+void box_counts(const uint8_t *det, const int64_t *det_boxes, int64_t lo, int64_t hi, const uint8_t *gt,
+                const int64_t *gt_boxes, int64_t g, int64_t h, int64_t w, int64_t *inter) {
+    const int64_t p = h * w;
+    for (int64_t i = lo; i < hi; i++) {
+        const int64_t *a = det_boxes + 4 * i;
+        for (int64_t j = 0; j < g; j++) {
+            const int64_t *b = gt_boxes + 4 * j;
+            const int64_t y0 = a[0] > b[0] ? a[0] : b[0], y1 = a[1] < b[1] ? a[1] : b[1];
+            const int64_t x0 = a[2] > b[2] ? a[2] : b[2], x1 = a[3] < b[3] ? a[3] : b[3];
+            int64_t total = 0;
+            for (int64_t y = y0; x0 < x1 && y < y1; y++)
+                total += and_count(det + i * p + y * w + x0, gt + j * p + y * w + x0, x1 - x0);
+            inter[i * g + j] = total;
+        }
+    }
 }
 
 int band_crops(const uint8_t *masks, int64_t n, int64_t h, int64_t w, int64_t d, const int64_t *boxes,

@@ -207,7 +207,7 @@ def _check_instance_inputs(preds: object, target: object, iou_type: str) -> list
     return tensors
 
 
-def _boundary_iou(
+def _mask_and_boundary_iou(
     dets: list[Tensor],
     gts: list[Tensor],
     gt_crowd: Tensor,
@@ -215,21 +215,25 @@ def _boundary_iou(
     d: int,
     g: int,
     device: torch.device,
-) -> Tensor:
-    """Padded ``(B, D, G)`` IoU of the boundary bands, each image at its own dilation (pycocotools'
-    IoU of the boundary masks, crowd formula included, as faster-coco-eval computes it)."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`_padded_mask_iou` and the padded ``(B, D, G)`` IoU of the boundary bands, each image at
+    its own dilation (pycocotools' IoU of the boundary masks, crowd formula included, as
+    faster-coco-eval computes it). On the CPU one native pass per image gives both sets of counts."""
     ratio, rounding = boundary
     method = _resolve_method("auto", device)
-    counts = []
+    mask_counts, band_counts = [], []
     for det_masks, gt_masks in zip(dets, gts, strict=True):  # one image's bands alive at a time
         dilation = boundary_dilation(tuple(det_masks.shape[1:]), ratio, rounding)  # type: ignore[arg-type]
-        native = _native.band_counts(det_masks, gt_masks, dilation) if dilation >= 1 else None
+        native = _native.boundary_counts(det_masks, gt_masks, dilation)
         if native is not None:  # CPU: the bands inside each mask's box only, never full images
-            counts.append(native)
+            mask_counts.append(native[0])
+            band_counts.append(native[1])
             continue
+        mask_counts += _intersections_per_image([det_masks], [gt_masks], method)
         bands = (mask_boundaries(det_masks, dilation), mask_boundaries(gt_masks, dilation))
-        counts += _intersections_per_image([bands[0]], [bands[1]], method)
-    return _iou_of_counts(counts, gt_crowd, d, g, device)[0]
+        band_counts += _intersections_per_image([bands[0]], [bands[1]], method)
+    iou, det_count, gt_count = _iou_of_counts(mask_counts, gt_crowd, d, g, device)
+    return iou, det_count, gt_count, _iou_of_counts(band_counts, gt_crowd, d, g, device)[0]
 
 
 def _padded_mask_iou(
@@ -305,11 +309,14 @@ def _assemble_batch(
             size = size if len(size) == 2 else (0, 0)
             dets.append(_as_masks(det_masks, size))
             gts.append(_as_masks(gt_masks, size))
-        iou, det_count, gt_count = _padded_mask_iou(dets, gts, gt_crowd, d, g, device)  # checked above
-        det_area, gt_geo_area = det_count.double(), gt_count.double()
         if iou_type == "boundary":  # min(mask IoU, boundary IoU); crowd ground truths keep the mask's
-            b_iou = _boundary_iou(dets, gts, gt_crowd, boundary, d, g, device)
+            iou, det_count, gt_count, b_iou = _mask_and_boundary_iou(
+                dets, gts, gt_crowd, boundary, d, g, device
+            )
             iou = torch.where(gt_crowd[:, None, :], iou, torch.minimum(iou, b_iou))
+        else:
+            iou, det_count, gt_count = _padded_mask_iou(dets, gts, gt_crowd, d, g, device)  # checked above
+        det_area, gt_geo_area = det_count.double(), gt_count.double()
     else:
         # an empty side may come as shape (0,): reshaped to (0, 4)
         det_boxes = _pad_1d([p["boxes"].reshape(-1, 4) for p in preds], d, torch.float64, device)
