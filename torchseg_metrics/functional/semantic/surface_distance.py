@@ -79,10 +79,10 @@ def _crop(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return a[tuple(box)], b[tuple(box)]
 
 
-def _directed(src: Tensor, dst: Tensor, to_dst2: Tensor) -> Tensor:
+def _directed(src: Tensor, dst: Tensor, to_dst2: Tensor, n_src: int, n_dst: int) -> Tensor:
     """MONAI's ``get_surface_distance(src, dst)`` for one pair of surfaces (host data): the distances
-    at the ``src`` points (``to_dst2``: the squared transform of ``dst``), with MONAI's empty rules."""
-    n_src, n_dst = int(src.sum()), int(dst.sum())  # host data (the CPU path): no device sync
+    at the ``src`` points (``to_dst2``: the squared transform of ``dst``; ``n_src``, ``n_dst``: the
+    point counts), with MONAI's empty rules."""
     if n_dst == 0:
         return torch.full((n_src,), math.inf, dtype=torch.float64)
     if n_src == 0:
@@ -108,10 +108,11 @@ def _scores_points(
     for k in range(preds.shape[0]):  # one (image, class) pair at a time: its point sets differ in size
         a, b = _crop(preds[k], target[k])  # both surfaces lie in the masks' joint bounding box
         a, b = surface_edges(a[None])[0], surface_edges(b[None])[0]
-        to_b = distance_transform(b[None], spacing, squared=True)[0]
-        to_a = distance_transform(a[None], spacing, squared=True)[0]
-        d_pg = _directed(a, b, to_b)
-        d_gp = _directed(b, a, to_a)
+        n_a, n_b = int(torch.count_nonzero(a)), int(torch.count_nonzero(b))  # host data: no device sync
+        to_b = distance_transform(b[None], spacing, squared=True)[0] if n_a and n_b else b
+        to_a = distance_transform(a[None], spacing, squared=True)[0] if n_a and n_b else a
+        d_pg = _directed(a, b, to_b, n_a, n_b)
+        d_gp = _directed(b, a, to_a, n_b, n_a)
         hd = _quantile(d_pg, q) if directed else torch.maximum(_quantile(d_pg, q), _quantile(d_gp, q))
         both = torch.cat([d_pg, d_gp])
         nan = torch.tensor(math.nan, dtype=torch.float64)
