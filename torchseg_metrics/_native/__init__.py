@@ -89,7 +89,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.band_crops.restype = ctypes.c_int
     lib.crop_counts.argtypes = [_P, _P, _P, _I64, _I64, _P, _P, _P, _I64, _P, _P]
     lib.crop_counts.restype = None
-    lib.edt_axis.argtypes = [_P, _I64, _I64, _I64, _I64, ctypes.c_double, ctypes.c_int]
+    lib.edt_axis.argtypes = [_P, _I64, _I64, _I64, _I64, ctypes.c_double, ctypes.c_int, _P]
     lib.edt_axis.restype = ctypes.c_int
     for name in _FLOAT_NAMES.values():
         fn = getattr(lib, f"argmax_{name}")
@@ -463,23 +463,32 @@ def boundary_counts(det: Tensor, gt: Tensor, dilation: int) -> tuple[Counts, Cou
     return (inter, da, ga), (band_inter, det_band, gt_band)
 
 
-def squared_edt_axis(f: Tensor, axis: int, spacing: float, binary: bool = False) -> bool:
+def squared_edt_axis(
+    f: Tensor, axis: int, spacing: float, binary: bool = False, sites: Tensor | None = None
+) -> bool:
     """In place: every line of contiguous float64 CPU ``f`` along ``axis`` becomes its 1-D squared
     distance transform at ``spacing`` (``edt_axis`` in ``kernels.c``: no transposed copy; ``binary``:
-    every entry is 0 or +inf, the first axis); False (nothing done) without the kernels. Lines are
-    split over threads."""
+    every entry is 0 or +inf, the first axis; ``sites``: a contiguous bool tensor of ``f``'s shape
+    to read those entries from, 0 at a site, ``f`` then only written); False (nothing done) without
+    the kernels. Lines are split over threads."""
     lib = _library()
     if lib is None or f.dtype != torch.float64 or f.device.type != "cpu" or not f.is_contiguous():
+        return False
+    if sites is not None and (
+        sites.dtype != torch.bool or sites.shape != f.shape or not sites.is_contiguous()
+    ):
         return False
     n = f.shape[axis]
     inner = math.prod(f.shape[axis + 1 :])
     lines = f.numel() // n if n else 0
     if lines == 0:
         return True
-    ptr = f.data_ptr()
+    ptr, at = f.data_ptr(), (None if sites is None else sites.data_ptr())
 
     def run(span: tuple[int, int]) -> int:
-        return lib.edt_axis(ptr, n, inner, span[0], span[1], float(spacing), int(binary))
+        return lib.edt_axis(
+            ptr, n, inner, span[0], span[1], float(spacing), int(binary or at is not None), at
+        )
 
     if any(code != 0 for code in parallel_map(run, _ranges(lines, n))):
         raise MemoryError("torchseg_metrics: the native distance transform could not allocate its lines")

@@ -494,7 +494,8 @@ void crop_counts(const uint8_t *det, const int64_t *det_boxes, const int64_t *de
  * scratch row (so no axis needs a transposed copy of the array). Infinite entries add no parabola;
  * a line without a finite entry stays +inf. Applied axis after axis this is the exact squared
  * Euclidean distance transform. `binary`: the entries are 0 or +inf (the first axis), swept
- * without parabolas. Returns 0, or -1 when scratch memory is missing.
+ * without parabolas; `sites` (NULL or bool, the shape of f): those entries are read from it (0 at
+ * a site) and f is only written. Returns 0, or -1 when scratch memory is missing.
  */
 /* One line in place: `row` (n entries), with scratch v (n), z (n + 1) and g (n). */
 static void edt_row(double *row, int64_t n, double s2, double spacing, int64_t *v, double *z, double *g) {
@@ -554,7 +555,8 @@ static void edt_row_binary(double *row, int64_t n, double spacing) {
  * that each cache line of a strided axis is read and written once. */
 #define EDT_BLOCK 16
 
-int edt_axis(double *f, int64_t n, int64_t inner, int64_t lo, int64_t hi, double spacing, int binary) {
+int edt_axis(double *f, int64_t n, int64_t inner, int64_t lo, int64_t hi, double spacing, int binary,
+             const uint8_t *sites) {
     const size_t len = (size_t)(n > 0 ? n : 1);
     int64_t *v = (int64_t *)malloc(len * sizeof(int64_t));
     double *z = (double *)malloc((len + 1) * sizeof(double));
@@ -572,9 +574,16 @@ int edt_axis(double *f, int64_t n, int64_t inner, int64_t lo, int64_t hi, double
         const int64_t b = line % inner;
         int64_t cnt = inner - b < hi - line ? inner - b : hi - line;
         if (cnt > EDT_BLOCK) cnt = EDT_BLOCK;
-        double *base = f + (line / inner) * n * inner + b;
-        for (int64_t q = 0; q < n; q++)
-            for (int64_t j = 0; j < cnt; j++) rows[j * n + q] = base[q * inner + j];
+        const int64_t start = (line / inner) * n * inner + b;
+        double *base = f + start;
+        if (sites != NULL) { /* the first axis read from the bool sites: f is written only */
+            const uint8_t *at = sites + start;
+            for (int64_t q = 0; q < n; q++)
+                for (int64_t j = 0; j < cnt; j++) rows[j * n + q] = at[q * inner + j] ? 0.0 : INFINITY;
+        } else {
+            for (int64_t q = 0; q < n; q++)
+                for (int64_t j = 0; j < cnt; j++) rows[j * n + q] = base[q * inner + j];
+        }
         for (int64_t j = 0; j < cnt; j++) {
             if (binary) {
                 edt_row_binary(rows + j * n, n, spacing);
@@ -595,5 +604,5 @@ int edt_axis(double *f, int64_t n, int64_t inner, int64_t lo, int64_t hi, double
 
 /* The same for `lines` contiguous lines of length n (the last axis). */
 int edt_lines(double *f, int64_t lines, int64_t n, double spacing) {
-    return edt_axis(f, n, 1, 0, lines, spacing, 0);
+    return edt_axis(f, n, 1, 0, lines, spacing, 0, NULL);
 }

@@ -136,10 +136,15 @@ def distance_transform(targets: Tensor, spacing: Sequence[float], squared: bool 
         tensor([[[2., 0., 2., 4., 6.]]], dtype=torch.float64)
     """
     sp = [float(v) for v in spacing]  # host numbers: nothing is read from the device
-    f = torch.full(targets.shape, math.inf, dtype=torch.float64, device=targets.device)
-    f.masked_fill_(targets, 0.0)
+    f = torch.empty(targets.shape, dtype=torch.float64, device=targets.device)
+    sites = targets.contiguous()
+    if not _native.squared_edt_axis(f, 1, sp[0], sites=sites):  # CPU: the first axis from the sites
+        f.fill_(math.inf).masked_fill_(targets, 0.0)
+        sites = None
     for axis in range(1, targets.ndim):
-        if _native.squared_edt_axis(f, axis, sp[axis - 1], binary=axis == 1):  # CPU: in place
+        if sites is not None and axis == 1:
+            continue  # done above
+        if _native.squared_edt_axis(f, axis, sp[axis - 1]):  # CPU: in place
             continue
         n = targets.shape[axis]
         moved = f.movedim(axis, -1).contiguous()  # (..., n): lines along this axis
