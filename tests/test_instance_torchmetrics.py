@@ -202,3 +202,45 @@ def test_torchmetrics_float32_thresholds_under_compat(iou_type) -> None:
     assert default["map"].item() == reference[0]  # exact pycocotools by default
     assert abs(theirs["map"].item() - reference[0]) > 1e-4  # the case tells the two apart
     _compare(_ours(batch, iou_type=iou_type, compat="torchmetrics"), theirs, True)
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm", ("bbox", "segm")])
+def test_tm_to_coco_writes_files_pycocotools_scores_as_the_metric(iou_type, tmp_path) -> None:
+    # torchmetrics' tm_to_coco (with keep_inputs=True): the written files, evaluated by
+    # pycocotools itself, give the metric's numbers; read back by coco_to_tm, the inputs themselves
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    batches = _scene(21)
+    metric = MeanAveragePrecision(iou_type=iou_type, keep_inputs=True)
+    for preds, target in batches:
+        metric.update(preds, target)
+    result = metric.compute()
+    metric.tm_to_coco(str(tmp_path / "run"))
+    types = (iou_type,) if isinstance(iou_type, str) else iou_type
+    for t in types:
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO(str(tmp_path / "run_target.json"))
+            ev = COCOeval(gt, gt.loadRes(str(tmp_path / "run_preds.json")), t)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        prefix = f"{t}_" if len(types) > 1 else ""
+        assert result[prefix + "map"].item() == pytest.approx(ev.stats[0], abs=1e-12)
+        assert result[prefix + "mar_100"].item() == pytest.approx(ev.stats[8], abs=1e-12)
+    back_preds, back_target = MeanAveragePrecision.coco_to_tm(
+        str(tmp_path / "run_preds.json"), str(tmp_path / "run_target.json"), iou_type=types
+    )
+    originals = [(p, t) for preds, target in batches for p, t in zip(preds, target, strict=True)]
+    assert len(back_preds) == len(originals)
+    for (p, t), p2, t2 in zip(originals, back_preds, back_target, strict=True):
+        assert torch.equal(p["labels"].long(), p2["labels"].long())
+        assert torch.equal(t["labels"].long(), t2["labels"].long())
+        if "segm" in types:
+            assert torch.equal(p["masks"].bool(), p2["masks"].bool())
+        if "bbox" in types:  # xywh written, xyxy given
+            torch.testing.assert_close(box_convert(p["boxes"].double(), "xyxy", "xywh"), p2["boxes"].double())
+    metric.reset()
+    assert metric._kept == []
+    with pytest.raises(ValueError, match="`keep_inputs` must be True at construction"):
+        MeanAveragePrecision().tm_to_coco(str(tmp_path / "none"))

@@ -17,7 +17,7 @@ from torchmetrics.utilities.data import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 from torchmetrics.utilities.prints import rank_zero_warn
 
-from torchseg_metrics._checks import Found, fail
+from torchseg_metrics._checks import Found, check_bool, fail
 from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.boundary import BOUNDARY_ROUNDINGS
 from torchseg_metrics.functional.instance.coco_params import COCO_AREA_RANGES
@@ -32,6 +32,7 @@ from torchseg_metrics.functional.instance.coco_records import (
     record_layout,
 )
 from torchseg_metrics.functional.instance.values import VALUE_CHECKS, _item, _raise_for_invalid
+from torchseg_metrics.io.coco_writer import keep_image_inputs, write_coco_files
 
 _NO_IMAGE = 2**62  # "no offending image" in the min-reduced value-check states
 
@@ -117,6 +118,9 @@ class MeanAveragePrecision(Metric):
             of the image diagonal (0.02 for COCO, 0.005 for Cityscapes).
         boundary_rounding: how the band width is rounded: ``"boundary-iou-api"`` (Python's
             ``round``) or ``"faster-coco-eval"`` (its C++ rounding); they differ only at exact .5.
+        keep_inputs: also keep host copies of every image's inputs (masks as RLE) for
+            :meth:`tm_to_coco`; they grow with the data, and off the CPU each update reads its inputs
+            back to the host.
         compat: ``"pycocotools"`` (float64 results, pycocotools' numbers) or ``"torchmetrics"``
             (its numbers: float32 values and IoU blocks, its float32 default thresholds, which move
             a recall or IoU that falls on a threshold, and, for ``iou_type="segm"`` alone, its COCO
@@ -169,9 +173,14 @@ class MeanAveragePrecision(Metric):
         compat: Literal["pycocotools", "torchmetrics"] = "pycocotools",
         boundary_dilation_ratio: float = 0.02,
         boundary_rounding: Literal["boundary-iou-api", "faster-coco-eval"] = "boundary-iou-api",
+        keep_inputs: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # opt-in host copies of every image's inputs for tm_to_coco (boxes, masks as RLE): they grow
+        # with the data and cost a device-to-host read per update, so they are off by default
+        self.keep_inputs = check_bool("keep_inputs", keep_inputs)
+        self._kept = []  # list of (preds, target) host records, one per image
         params = parse_coco_params(
             box_format, iou_type, iou_thresholds, rec_thresholds, max_detection_thresholds,
             class_metrics, extended_summary, average, backend, precision_eps, matching, compat,
@@ -231,6 +240,30 @@ class MeanAveragePrecision(Metric):
         for name, value in new.items():
             getattr(self, name).append(value)
         self.num_images = self.num_images + len(preds)  # out of place: states may be shared under ddp_spawn
+        if self.keep_inputs:  # opt-in (tm_to_coco): host copies, a device-to-host read off the CPU
+            self._kept += keep_image_inputs(preds, target, self._iou_types, self.box_format)
+
+    def reset(self) -> None:
+        """Clear the records (and the inputs kept for :meth:`tm_to_coco`)."""
+        super().reset()
+        self._kept = []
+
+    def tm_to_coco(self, name: str = "tm_map_input") -> None:
+        """torchmetrics' ``tm_to_coco``: write the inputs of every ``update()`` on this rank as
+        ``{name}_preds.json`` (COCO results) and ``{name}_target.json`` (a COCO dataset), boxes in
+        ``xywh``, masks as RLE; see :mod:`torchseg_metrics.io.coco_writer`. Needs
+        ``keep_inputs=True``: by default this metric keeps no boxes or masks.
+
+        Raises:
+            ValueError: if the metric was built without ``keep_inputs=True``.
+        """
+        if not self.keep_inputs:
+            fail(
+                "keep_inputs",
+                "True at construction for tm_to_coco (by default only match records stay)",
+                False,
+            )
+        write_coco_files(self._kept, name, self._iou_types)
 
     def _params(self) -> CocoParams:  # a method, not a property: TorchScript compiles properties
         """The checked arguments, with the thresholds of the metric's device."""
