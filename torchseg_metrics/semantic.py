@@ -194,7 +194,8 @@ def _multiclass(metric: _SemanticMetric, key: str, zero_division: float) -> Tens
 class ConfusionMatrix(_SemanticMetric):
     """Confusion matrix ``(C, C)`` of counts (int64, rows = target, columns = prediction).
 
-    ``normalize`` (``"true"``, ``"pred"``, ``"all"``) returns float64 fractions instead. Valid
+    ``normalize`` (``"true"``, ``"pred"``, ``"all"``) returns float64 fractions instead (an empty row
+    or column NaN; 0, as ``MulticlassConfusionMatrix``, with ``compat="torchmetrics"``). Valid
     pixels predicted outside ``[0, C)`` appear in no column (their row sums are lower).
 
     Example:
@@ -257,7 +258,8 @@ class MeanIoU(_SemanticMetric):
     ``"one-hot"`` (``(N, C, ...)`` 0/1 masks on both sides) or ``"mixed"``.
     ``average`` (torchmetrics' ``MulticlassJaccardIndex`` option): ``"macro"`` (mIoU), ``"micro"``
     (IoU of the counts pooled over classes), ``"weighted"`` (by target pixels: fwIoU) or
-    ``"none"``/None (per class, as ``per_class=True``).
+    ``"none"``/None (per class, as ``per_class=True``). ``zero_division`` (its option too): the value
+    of a 0/0 class (None, the default: NaN); with 0 or 1 the numbers are ``MulticlassJaccardIndex``'s.
 
     Example:
         >>> import torch
@@ -469,7 +471,12 @@ class MeanAccuracy(_SemanticMetric):
     """Mean class accuracy (``mAcc``): per-class recall averaged over the classes in the target.
 
     ``average`` (torchmetrics' ``MulticlassAccuracy`` option): ``"macro"`` (mAcc), ``"micro"`` and
-    ``"weighted"`` (both the pooled pixel accuracy of the kept classes) or ``"none"``/None.
+    ``"weighted"`` (both the pooled pixel accuracy of the kept classes) or ``"none"``/None. Its other
+    options: ``top_k`` (a pixel counts as a hit when its target class is among its ``k`` highest
+    scores) and ``multidim_average="samplewise"`` (one value per sample, ``(S,)`` or ``(S, C)``),
+    kept as per-class counts (per sample), never pixels. ``compat="torchmetrics"`` gives its numbers:
+    a class without target pixels scores 0, and its macro mean also counts a class that is only
+    predicted.
 
     Example:
         >>> import torch
