@@ -104,7 +104,10 @@ class _SurfaceMetric(Metric):
                     Found(f"shape {tuple(preds.shape)}"),
                 )
             out, bad = [], torch.zeros((), dtype=torch.int64, device=preds.device)
-            classes = torch.arange(c, device=preds.device).view(1, c, *([1] * (preds.ndim - 1)))
+            first = 0 if self.include_background or c == 1 else 1  # only the scored classes' masks
+            classes = torch.arange(first, c, device=preds.device).view(
+                1, c - first, *([1] * (preds.ndim - 1))
+            )
             for name, x in (("preds", preds), ("target", target)):
                 if not is_integer_dtype(x.dtype) and x.dtype != torch.bool:
                     fail(name, "an integer tensor of class indices", Found(f"dtype {x.dtype}"), TypeError)
@@ -125,8 +128,8 @@ class _SurfaceMetric(Metric):
                 if x.dtype != torch.bool:
                     bad = bad + ((x != 0) & (x != 1)).sum()
             p, t = preds != 0, target != 0
-        if not self.include_background and c > 1:
-            p, t = p[:, 1:], t[:, 1:]
+            if not self.include_background and c > 1:
+                p, t = p[:, 1:], t[:, 1:]
         if self.spacing is not None and len(self.spacing) != p.ndim - 2:
             fail("spacing", f"{p.ndim - 2} voxel sizes for {p.ndim - 2}-D inputs", self.spacing)
         return p, t, bad
