@@ -421,3 +421,25 @@ def test_dice_takes_the_class_axis_of_one_hot_batches_as_torchmetrics(compute_gr
         _close(ours.compute(), ref.compute())
     with pytest.raises(ValueError, match=r"`preds` must be one-hot masks of shape \(N, 4, \*spatial\)"):
         DiceScore(C, average="none", compat="torchmetrics").update(preds, target)  # per-class state
+
+
+@pytest.mark.parametrize("kind", ["labels1d", "probs1d", "labelsmd", "probsmd"])
+@pytest.mark.parametrize("ignore_index", [None, -1, 0])
+def test_accuracy_without_num_classes_is_the_pooled_one_as_torchmetrics(kind, ignore_index) -> None:
+    # MulticlassAccuracy(num_classes=None) exists for average="micro" only: the pooled accuracy
+    from torchmetrics.classification import MulticlassAccuracy as TMAccuracy
+
+    preds, target = _classification_inputs(kind, torch.Generator().manual_seed(14))
+    if ignore_index == -1:
+        target.view(-1)[::5] = -1
+    kw = {"average": "micro", "ignore_index": ignore_index}
+    ours, ref = MeanAccuracy(None, compat="torchmetrics", **kw), TMAccuracy(num_classes=None, **kw)
+    half = preds.shape[0] // 2
+    torch.testing.assert_close(ours(preds[:half], target[:half]).float(), ref(preds[:half], target[:half]))
+    ours.update(preds[half:], target[half:])
+    ref.update(preds[half:], target[half:])
+    torch.testing.assert_close(ours.compute().float(), ref.compute())
+    with pytest.raises(ValueError, match="Argument `num_classes` can only be `None` for `average='micro'`"):
+        MeanAccuracy(None)
+    with pytest.raises(ValueError, match=r"`preds` must be labels of shape"):
+        MeanAccuracy(None, average="micro").update(preds[:1], target)

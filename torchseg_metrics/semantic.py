@@ -36,7 +36,11 @@ from torchseg_metrics._checks import (
 )
 from torchseg_metrics._config_state import add_config_state
 from torchseg_metrics.functional.counting import CountMethod
-from torchseg_metrics.functional.semantic.accuracy_counts import accuracy_counts, accuracy_from_counts
+from torchseg_metrics.functional.semantic.accuracy_counts import (
+    accuracy_counts,
+    accuracy_from_counts,
+    pooled_accuracy_counts,
+)
 from torchseg_metrics.functional.semantic.input_formats import (
     DICE_SENTENCES,
     INPUT_FORMATS,
@@ -488,7 +492,7 @@ class MeanAccuracy(_SemanticMetric):
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: int | None,
         *,
         average: Average | None = "macro",
         top_k: int = 1,
@@ -496,7 +500,18 @@ class MeanAccuracy(_SemanticMetric):
         compat: Literal["standard", "torchmetrics"] = "standard",
         **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes, **kwargs)
+        # torchmetrics' MulticlassAccuracy(num_classes=None): the pooled accuracy only, no classes
+        self._pooled_only = num_classes is None
+        if self._pooled_only and (average != "micro" or top_k != 1 or multidim_average != "global"):
+            fail(
+                "num_classes",
+                "an integer >= 1 (None only with average='micro', top_k=1, multidim_average='global')",
+                None,
+                tm="Argument `num_classes` can only be `None` for `average='micro'`",
+            )
+        super().__init__(1 if num_classes is None else num_classes, **kwargs)
+        if self._pooled_only:  # hits and non-ignored pixels: labels of any value count
+            self.add_state("pooled", default=torch.zeros(2, dtype=torch.int64), dist_reduce_fx="sum")
         check_choice("compat", compat, ["standard", "torchmetrics"])
         check_choice("multidim_average", multidim_average, ["global", "samplewise"])
         self.top_k = check_positive_int("top_k", top_k)
@@ -531,6 +546,9 @@ class MeanAccuracy(_SemanticMetric):
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch (see :meth:`_SemanticMetric.update`); with ``top_k`` > 1, ``preds`` must be
         scores ``(N, C, ...)``."""
+        if self._pooled_only:
+            self.pooled = self.pooled + pooled_accuracy_counts(preds, target, self.ignore_index)
+            return
         if self.top_k > 1 and (
             not isinstance(preds, Tensor) or not preds.dtype.is_floating_point or preds.ndim < 2
         ):
@@ -563,6 +581,9 @@ class MeanAccuracy(_SemanticMetric):
         """mAcc (float64 scalar), or the ``average`` asked for (per class: float64 ``(C,)``); per
         sample with ``multidim_average="samplewise"`` (``(S,)`` or ``(S, C)``)."""
         tm_rules = self.compat == "torchmetrics"
+        if self._pooled_only:
+            hits, total = self.pooled.double().unbind()
+            return torch.where(total > 0, hits / total.clamp(min=1), 0.0 if tm_rules else torch.nan)
         average = "none" if self._key == "accuracy" else str(self.average)
         if self.multidim_average == "samplewise":
             counts = self.sample_counts

@@ -22,6 +22,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from torchseg_metrics._checks import Found, check_same_device, check_tensor, fail, is_integer_dtype
+from torchseg_metrics.functional.semantic.inputs import labels_from_preds
+
 
 def accuracy_counts(
     preds: Tensor, target: Tensor, num_classes: int, ignore_index: int | None, top_k: int, per_sample: bool
@@ -62,6 +65,34 @@ def accuracy_counts(
     pred_count = torch.zeros_like(hits).scatter_add_(0, where, in_range.flatten().long())
     out = torch.stack([hits, support, pred_count]).view(3, -1, c).transpose(0, 1)  # (S, 3, C)
     return out if per_sample else out[0]
+
+
+def pooled_accuracy_counts(preds: Tensor, target: Tensor, ignore_index: int | None) -> Tensor:
+    """int64 ``[hits, pixels]`` of labels ``(N, ...)`` or scores ``(N, C, ...)`` against target labels,
+    pixels equal to ``ignore_index`` left out: the pooled accuracy without a number of classes
+    (torchmetrics' ``MulticlassAccuracy(num_classes=None, average="micro")``).
+
+    Example:
+        >>> pooled_accuracy_counts(torch.tensor([0, 1, 1, 5]), torch.tensor([0, 1, 2, 5]), None)
+        tensor([3, 4])
+    """
+    preds, target = check_tensor("preds", preds), check_tensor("target", target)
+    if not is_integer_dtype(target.dtype):
+        fail("target", "an integer tensor of class indices", Found(f"dtype {target.dtype}"), TypeError)
+    if preds.dtype.is_floating_point:
+        shape_ok = preds.ndim == target.ndim + 1 and preds.shape[:1] + preds.shape[2:] == target.shape
+    else:
+        shape_ok = preds.shape == target.shape
+    if not shape_ok:
+        fail(
+            "preds",
+            f"labels of shape {tuple(target.shape)} or scores (N, C, ...)",
+            Found(f"shape {tuple(preds.shape)}"),
+        )
+    check_same_device(("preds", "target"), (preds, target))
+    labels = labels_from_preds(preds)[0]
+    valid = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
+    return torch.stack([((labels == target) & valid).sum(), valid.sum()])
 
 
 def accuracy_from_counts(counts: Tensor, average: str, torchmetrics_rules: bool, top_k: int = 1) -> Tensor:
