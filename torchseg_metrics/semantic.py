@@ -292,41 +292,27 @@ class MeanIoU(_SemanticMetric):
             fail("zero_division", "None with compat='torchmetrics' or aggregation='image'", zero_division)
         # num_classes=None (torchmetrics' default): taken from the first one-hot batch, which needs
         # torchmetrics' rules (the confusion state of the others has a fixed size from the start)
-        with tm_message(MEAN_IOU_SENTENCES):
-            self._init_mean_iou(
-                num_classes, include_background, per_class, input_format, compat, average, kwargs
+        with tm_message(MEAN_IOU_SENTENCES):  # torchmetrics' sentences lead the argument errors
+            self._lazy = num_classes is None
+            if self._lazy and compat != "torchmetrics":
+                fail("num_classes", "an integer >= 1 (None only with compat='torchmetrics')", None, TypeError)
+            super().__init__(
+                1 if num_classes is None else num_classes,
+                include_background=include_background,
+                per_class=per_class,
+                input_format=default_input_format(compat, input_format),
+                **kwargs,
             )
-
-    def _init_mean_iou(
-        self,
-        num_classes: int | None,
-        include_background: bool,
-        per_class: bool,
-        input_format: InputFormat | None,
-        compat: SemanticCompat,
-        average: Average | None,
-        kwargs: dict[str, Any],
-    ) -> None:
-        self._lazy = num_classes is None
-        if self._lazy and compat != "torchmetrics":
-            fail("num_classes", "an integer >= 1 (None only with compat='torchmetrics')", None, TypeError)
-        super().__init__(
-            1 if num_classes is None else num_classes,
-            include_background=include_background,
-            per_class=per_class,
-            input_format=default_input_format(compat, input_format),
-            **kwargs,
-        )
-        self._key = average_key("iou", average, self.per_class)
-        self.average = "none" if self._key == "iou" else average
-        self.compat = check_semantic_compat(self, compat)
-        if self.compat == "torchmetrics" and self._key not in ("miou", "iou"):
-            fail("average", "'macro' or 'none' with compat='torchmetrics' (its MeanIoU)", average)
-        if self._lazy and self.input_format not in ("one-hot", "mixed"):
-            tm = "Argument `num_classes` must be provided when `input_format` is 'index'"
-            fail("input_format", "'one-hot' or 'mixed' with num_classes=None", self.input_format, tm=tm)
-        if self.compat == "torchmetrics":  # with num_classes=None, placeholders until the first batch
-            add_overlap_states(self, self._width())
+            self._key = average_key("iou", average, self.per_class)
+            self.average = "none" if self._key == "iou" else average
+            self.compat = check_semantic_compat(self, compat)
+            if self.compat == "torchmetrics" and self._key not in ("miou", "iou"):
+                fail("average", "'macro' or 'none' with compat='torchmetrics' (its MeanIoU)", average)
+            if self._lazy and self.input_format not in ("one-hot", "mixed"):
+                tm = "Argument `num_classes` must be provided when `input_format` is 'index'"
+                fail("input_format", "'one-hot' or 'mixed' with num_classes=None", self.input_format, tm=tm)
+            if self.compat == "torchmetrics":  # with num_classes=None, placeholders until the first batch
+                add_overlap_states(self, self._width())
 
     def _width(self) -> int:
         """Values per image in the state: per class, or one (the flat mean needs only the sums)."""
@@ -398,44 +384,30 @@ class DiceScore(_SemanticMetric):
         compat: SemanticCompat = "standard",
         **kwargs: Any,
     ) -> None:
-        with tm_message(DICE_SENTENCES):
-            self._init_dice(
-                num_classes, include_background, average, aggregation_level, input_format, compat, kwargs
+        with tm_message(DICE_SENTENCES):  # torchmetrics' sentences lead the argument errors
+            average = "none" if average is None else average
+            check_choice("average", average, DICE_AVERAGES)
+            check_choice("compat", compat, SEMANTIC_COMPAT)
+            aggregation = kwargs.pop("aggregation", "dataset")
+            level = check_aggregation_level(aggregation_level, compat, aggregation)
+            if compat == "standard":
+                aggregation = "dataset" if level == "global" else "image"
+            super().__init__(
+                num_classes,
+                include_background=include_background,
+                aggregation=aggregation,
+                input_format=default_input_format(compat, input_format),
+                **kwargs,
             )
-
-    def _init_dice(
-        self,
-        num_classes: int,
-        include_background: bool,
-        average: DiceAverage | None,
-        aggregation_level: Literal["samplewise", "global"] | None,
-        input_format: InputFormat | None,
-        compat: SemanticCompat,
-        kwargs: dict[str, Any],
-    ) -> None:
-        average = "none" if average is None else average
-        check_choice("average", average, DICE_AVERAGES)
-        check_choice("compat", compat, SEMANTIC_COMPAT)
-        aggregation = kwargs.pop("aggregation", "dataset")
-        level = check_aggregation_level(aggregation_level, compat, aggregation)
-        if compat == "standard":
-            aggregation = "dataset" if level == "global" else "image"
-        super().__init__(
-            num_classes,
-            include_background=include_background,
-            aggregation=aggregation,
-            input_format=default_input_format(compat, input_format),
-            **kwargs,
-        )
-        self.average = "none" if self.per_class else average
-        self.aggregation_level = level
-        self.compat = check_semantic_compat(self, compat)
-        if self.compat == "torchmetrics":
-            width = num_out(self) if self.average == "none" else 1
-            add_overlap_states(self, None if level == "global" else width)
-            # the per-image values depend on average and level, unlike the shared confusion matrix
-            rules = [DICE_AVERAGES.index(self.average), float(level == "global")]
-            add_config_state(self, [*self.config.tolist(), *rules])
+            self.average = "none" if self.per_class else average
+            self.aggregation_level = level
+            self.compat = check_semantic_compat(self, compat)
+            if self.compat == "torchmetrics":
+                width = num_out(self) if self.average == "none" else 1
+                add_overlap_states(self, None if level == "global" else width)
+                # the per-image values depend on average and level, unlike the shared confusion matrix
+                rules = [DICE_AVERAGES.index(self.average), float(level == "global")]
+                add_config_state(self, [*self.config.tolist(), *rules])
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch (see :meth:`_SemanticMetric.update`; one-hot forms with ``input_format``)."""

@@ -341,10 +341,10 @@ def coco_results_from_records(
     ``record(name)`` returns the concatenated record of that name (see :func:`record_layout`);
     ``num_images``: how many images were given (only ``compat="torchmetrics"`` reads it)."""
     result: dict[str, Any] = {}
-    classes = torch.unique(torch.cat([record("det_labels"), record("gt_labels")]))
     for iou_type in params.iou_types:
         prefix = f"{iou_type}_" if len(params.iou_types) > 1 else ""
         if _torchmetrics_skips_evaluation(record, params, num_images):
+            classes = torch.unique(torch.cat([record("det_labels"), record("gt_labels")]))
             md = params.max_dets
             names = (*STAT_NAMES, f"mar_{md[0]}", f"mar_{md[1]}", f"mar_{md[2]}", *AR_NAMES)
             minus_one = torch.tensor([-1.0], dtype=torch.float64, device=classes.device)

@@ -131,37 +131,19 @@ def mean_iou(
         >>> mean_iou(preds, target, 3, input_format="index", compat="torchmetrics")
         tensor([0.5000])
     """
-    with tm_message(MEAN_IOU_SENTENCES):
-        return _mean_iou(
-            preds, target, num_classes, include_background, per_class, input_format, ignore_index,
-            aggregation, compat, average,
-        )  # fmt: skip
-
-
-def _mean_iou(
-    preds: Tensor,
-    target: Tensor,
-    num_classes: int,
-    include_background: bool,
-    per_class: bool,
-    input_format: InputFormat | None,
-    ignore_index: int | None,
-    aggregation: Aggregation,
-    compat: SemanticCompat,
-    average: Average | None,
-) -> Tensor:
-    check_bool("per_class", per_class)
-    check_choice("compat", compat, SEMANTIC_COMPAT)
-    key = average_key("iou", average, per_class)
-    if compat == "torchmetrics":
-        if key not in ("miou", "iou"):
-            fail("average", "'macro' or 'none' with compat='torchmetrics' (its MeanIoU)", average)
-        args = (num_classes, include_background, input_format, ignore_index, aggregation)
-        counts = _overlaps(preds, target, *args)
-        iou = iou_from_overlaps(counts)
-        return iou.nan_to_num(-1.0) if per_class else iou.nansum(-1) / (~iou.isnan()).sum(-1)
-    fixed = (num_classes, ignore_index, include_background, aggregation)
-    return _functional(preds, target, *fixed, key, input_format=input_format)[key]
+    with tm_message(MEAN_IOU_SENTENCES):  # torchmetrics' sentences lead the argument errors
+        check_bool("per_class", per_class)
+        check_choice("compat", compat, SEMANTIC_COMPAT)
+        key = average_key("iou", average, per_class)
+        if compat == "torchmetrics":
+            if key not in ("miou", "iou"):
+                fail("average", "'macro' or 'none' with compat='torchmetrics' (its MeanIoU)", average)
+            args = (num_classes, include_background, input_format, ignore_index, aggregation)
+            counts = _overlaps(preds, target, *args)
+            iou = iou_from_overlaps(counts)
+            return iou.nan_to_num(-1.0) if per_class else iou.nansum(-1) / (~iou.isnan()).sum(-1)
+        fixed = (num_classes, ignore_index, include_background, aggregation)
+        return _functional(preds, target, *fixed, key, input_format=input_format)[key]
 
 
 def dice_score(
@@ -192,39 +174,21 @@ def dice_score(
         >>> dice_score(preds, target, num_classes=3, average="none")
         tensor([0.6667, 0.5000, 0.8000], dtype=torch.float64)
     """
-    with tm_message(DICE_SENTENCES):
-        return _dice_score(
-            preds, target, num_classes, include_background, average, input_format, aggregation_level,
-            ignore_index, aggregation, compat,
-        )  # fmt: skip
-
-
-def _dice_score(
-    preds: Tensor,
-    target: Tensor,
-    num_classes: int,
-    include_background: bool,
-    average: DiceAverage | None,
-    input_format: InputFormat | None,
-    aggregation_level: Literal["samplewise", "global"] | None,
-    ignore_index: int | None,
-    aggregation: Aggregation,
-    compat: SemanticCompat,
-) -> Tensor:
-    average = "none" if average is None else average
-    check_choice("average", average, DICE_AVERAGES)
-    check_choice("compat", compat, SEMANTIC_COMPAT)
-    level = check_aggregation_level(aggregation_level, compat, aggregation)
-    if compat == "torchmetrics":
-        args = (num_classes, include_background, input_format, ignore_index, aggregation)
-        counts = _overlaps(preds, target, *args)
-        if level == "global":
-            counts = counts.sum(0, keepdim=True)
-        return dice_from_overlaps(counts, average)
-    key = average_key("dice", average)
-    aggregation = "dataset" if level == "global" else "image"
-    fixed = (num_classes, ignore_index, include_background, aggregation)
-    return _functional(preds, target, *fixed, key, input_format=input_format)[key]
+    with tm_message(DICE_SENTENCES):  # torchmetrics' sentences lead the argument errors
+        average = "none" if average is None else average
+        check_choice("average", average, DICE_AVERAGES)
+        check_choice("compat", compat, SEMANTIC_COMPAT)
+        level = check_aggregation_level(aggregation_level, compat, aggregation)
+        if compat == "torchmetrics":
+            args = (num_classes, include_background, input_format, ignore_index, aggregation)
+            counts = _overlaps(preds, target, *args)
+            if level == "global":
+                counts = counts.sum(0, keepdim=True)
+            return dice_from_overlaps(counts, average)
+        key = average_key("dice", average)
+        aggregation = "dataset" if level == "global" else "image"
+        fixed = (num_classes, ignore_index, include_background, aggregation)
+        return _functional(preds, target, *fixed, key, input_format=input_format)[key]
 
 
 def pixel_accuracy(

@@ -79,14 +79,15 @@ def _crop(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return a[tuple(box)], b[tuple(box)]
 
 
-def _directed(src: Tensor, dst: Tensor, to_dst2: Tensor, n_src: int, n_dst: int) -> Tensor:
+def _directed(src: Tensor, to_dst2: Tensor | None, n_src: int, n_dst: int) -> Tensor:
     """MONAI's ``get_surface_distance(src, dst)`` for one pair of surfaces (host data): the distances
-    at the ``src`` points (``to_dst2``: the squared transform of ``dst``; ``n_src``, ``n_dst``: the
-    point counts), with MONAI's empty rules."""
+    at the ``src`` points (``to_dst2``: the squared transform of ``dst``, None when a surface is
+    empty; ``n_src``, ``n_dst``: the point counts), with MONAI's empty rules."""
     if n_dst == 0:
         return torch.full((n_src,), math.inf, dtype=torch.float64)
     if n_src == 0:
         return torch.full((n_dst,), math.inf, dtype=torch.float64)
+    assert to_dst2 is not None  # both surfaces hold points
     return to_dst2[src].sqrt()  # the root of the points' values only
 
 
@@ -109,10 +110,11 @@ def _scores_points(
         a, b = _crop(preds[k], target[k])  # both surfaces lie in the masks' joint bounding box
         a, b = surface_edges(a[None])[0], surface_edges(b[None])[0]
         n_a, n_b = int(torch.count_nonzero(a)), int(torch.count_nonzero(b))  # host data: no device sync
-        to_b = distance_transform(b[None], spacing, squared=True)[0] if n_a and n_b else b
-        to_a = distance_transform(a[None], spacing, squared=True)[0] if n_a and n_b else a
-        d_pg = _directed(a, b, to_b, n_a, n_b)
-        d_gp = _directed(b, a, to_a, n_b, n_a)
+        both_hold_points = n_a > 0 and n_b > 0  # else every distance is +inf: no transform needed
+        to_b = distance_transform(b[None], spacing, squared=True)[0] if both_hold_points else None
+        to_a = distance_transform(a[None], spacing, squared=True)[0] if both_hold_points else None
+        d_pg = _directed(a, to_b, n_a, n_b)
+        d_gp = _directed(b, to_a, n_b, n_a)
         hd = _quantile(d_pg, q) if directed else torch.maximum(_quantile(d_pg, q), _quantile(d_gp, q))
         both = torch.cat([d_pg, d_gp])
         nan = torch.tensor(math.nan, dtype=torch.float64)
